@@ -1,0 +1,1 @@
+"""tongjie: the event-sourced circulation ledger of a consortium of public libraries."""

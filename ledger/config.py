@@ -1,0 +1,49 @@
+"""Settings from ``LEDGER_*`` environment variables, each with a laptop-friendly default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+#: name, default shown in help, meaning — the single list `tongjie --help` and the README show.
+VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("LEDGER_DATABASE_URL", "(embedded)", "PostgreSQL DSN; unset starts an embedded server"),
+    ("LEDGER_DATA_DIR", "~/.local/share/tongjie", "embedded PostgreSQL data and generated keys"),
+    ("LEDGER_IDENTITY_KEY", "(generated)", "hex HMAC key for reader identity numbers"),
+    ("LEDGER_POOL_SIZE", "8", "database connections kept open per process"),
+    ("LEDGER_LOAN_LIMIT", "20", "open loans allowed per reader, consortium-wide"),
+    ("LEDGER_GROUP_COMMIT", "on", "save commands arriving together in one transaction"),
+)
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "y", "yes", "on", "true", "t"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: platformdirs.user_data_path("tongjie"))
+    identity_key_hex: str | None = None
+    pool_size: int = 8
+    loan_limit: int = 20
+    group_commit: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            database_url=env.get("LEDGER_DATABASE_URL") or None,
+            data_dir=Path(env["LEDGER_DATA_DIR"]).expanduser()
+            if env.get("LEDGER_DATA_DIR")
+            else defaults.data_dir,
+            identity_key_hex=env.get("LEDGER_IDENTITY_KEY") or None,
+            pool_size=int(env.get("LEDGER_POOL_SIZE", defaults.pool_size)),
+            loan_limit=int(env.get("LEDGER_LOAN_LIMIT", defaults.loan_limit)),
+            group_commit=_flag(env.get("LEDGER_GROUP_COMMIT", "on")),
+        )

@@ -1,0 +1,1 @@
+"""Synthetic demonstration data for the consortium ledger."""

@@ -1,0 +1,1 @@
+"""The domain: events, aggregates and rules. Pure Python: no Flask, no SQL."""

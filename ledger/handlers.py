@@ -1,0 +1,315 @@
+"""Apply one command to its aggregates. No SQL, no threads: just the orchestration.
+
+Each handler reads the aggregates it needs from a ``Work`` (already loaded), calls
+one domain method on each, and returns the outcome a desk should see, as plain
+JSON values (it is stored for idempotent retries). Domain methods check every
+rule before triggering an event, so a handler that raises changed nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate
+
+from ledger import commands as c
+from ledger.domain.common import Context, library_id
+from ledger.domain.errors import (
+    DuplicateItem,
+    DuplicateLibrary,
+    InvalidInput,
+    NotPermitted,
+    UnknownItem,
+    UnknownLibrary,
+    UnknownReader,
+    WrongLibrary,
+)
+from ledger.domain.items import Item
+from ledger.domain.libraries import Level, Library, LoanPolicy, Region, check_code
+from ledger.domain.readers import Reader
+
+Outcome = dict[str, Any]
+
+
+class Work(Protocol):
+    """What a handler may touch: loaded aggregates and the side rows of the save."""
+
+    loan_limit: int
+
+    def get(self, aggregate_id: UUID) -> Aggregate | None: ...
+    def add(self, aggregate: Aggregate) -> None: ...
+    def reference(self, reference_id: UUID, kind: str, item: Item) -> None: ...
+    def link_identity(self, identity_hmac: str, reader_id: UUID) -> None: ...
+    def forget(self, reader_id: UUID) -> None: ...
+
+
+def _library(work: Work, code: str, field: str = "library") -> Library:
+    library = work.get(library_id(code))
+    if not isinstance(library, Library) or not library.member:
+        raise UnknownLibrary(f"no member library {code}", field=field)
+    return library
+
+
+def _item(work: Work, cmd: c.ItemCommand) -> Item:
+    item = work.get(cmd.item_id)
+    if not isinstance(item, Item):
+        raise UnknownItem(f"no item {cmd.barcode} owned by {cmd.owner}", field="barcode")
+    return item
+
+
+def _reader(work: Work, reader_id: UUID) -> Reader:
+    reader = work.get(reader_id)
+    if not isinstance(reader, Reader):
+        raise UnknownReader(f"no reader {reader_id}", field="reader_id")
+    return reader
+
+
+def _env(ctx: Context) -> dict[str, Any]:
+    return ctx.fields()
+
+
+def join_library(cmd: c.JoinLibrary, ctx: Context, work: Work) -> Outcome:
+    if not cmd.actor.is_admin:
+        raise NotPermitted("only the consortium administrator registers libraries")
+    check_code(cmd.code, field="code")
+    if work.get(library_id(cmd.code)) is not None:
+        raise DuplicateLibrary(f"library {cmd.code} is already registered", field="code")
+    try:
+        region, level = Region(cmd.region), Level(cmd.level)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="region" if "Region" in str(e) else "level") from None
+    if not cmd.library_name.strip():
+        raise InvalidInput("a library needs a name", field="name")
+    policy = LoanPolicy.from_dict(cmd.policy)
+    library = Library._create(
+        Library.Joined,
+        id=library_id(cmd.code),
+        code=cmd.code,
+        name=cmd.library_name.strip(),
+        region=str(region),
+        level=str(level),
+        policy=policy.as_dict(),
+        can_circulate=cmd.can_circulate,
+        **_env(ctx),
+    )
+    work.add(library)
+    return {"code": cmd.code, "library_id": str(library.id)}
+
+
+def change_policy(cmd: c.ChangePolicy, ctx: Context, work: Work) -> Outcome:
+    if not cmd.actor.is_admin:
+        raise NotPermitted("only the consortium administrator sets loan policy")
+    library = _library(work, cmd.library)
+    library.change_policy(LoanPolicy.from_dict(cmd.policy), cmd.can_circulate, **_env(ctx))
+    return {"code": library.code, "policy": library.policy.as_dict()}
+
+
+def register_item(cmd: c.RegisterItem, ctx: Context, work: Work) -> Outcome:
+    if cmd.library != cmd.owner:
+        raise WrongLibrary("an item is registered by its owner library", field="owner")
+    _library(work, cmd.owner, field="owner")
+    if not cmd.barcode.strip():
+        raise InvalidInput("a barcode cannot be empty", field="barcode")
+    if work.get(cmd.item_id) is not None:
+        raise DuplicateItem(
+            f"{cmd.owner} already registered an item with barcode {cmd.barcode}", field="barcode"
+        )
+    item = Item.register(cmd.item_id, cmd.owner, cmd.barcode, cmd.title, cmd.isbn, **_env(ctx))
+    work.add(item)
+    return {"item_id": str(item.id), "owner": cmd.owner, "barcode": cmd.barcode}
+
+
+def register_reader(cmd: c.RegisterReader, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    assert cmd.reader_id is not None
+    reader = Reader.register(cmd.reader_id, cmd.masked_number, cmd.library, **_env(ctx))
+    work.add(reader)
+    work.link_identity(cmd.identity_hmac, reader.id)
+    return {
+        "reader_id": str(reader.id),
+        "masked_number": cmd.masked_number,
+        "home_library": cmd.library,
+        "created": True,
+    }
+
+
+def block_reader(cmd: c.BlockReader, ctx: Context, work: Work) -> Outcome:
+    reader = _reader(work, cmd.reader_id)
+    _require_home_or_admin(cmd, reader)
+    reader.block(cmd.reason, **_env(ctx))
+    return {"reader_id": str(reader.id), "blocked": True}
+
+
+def unblock_reader(cmd: c.UnblockReader, ctx: Context, work: Work) -> Outcome:
+    reader = _reader(work, cmd.reader_id)
+    _require_home_or_admin(cmd, reader)
+    reader.unblock(**_env(ctx))
+    return {"reader_id": str(reader.id), "blocked": False}
+
+
+def forget_reader(cmd: c.ForgetReader, ctx: Context, work: Work) -> Outcome:
+    if not cmd.actor.is_admin:
+        raise NotPermitted("only the consortium administrator honours deletion requests")
+    reader = _reader(work, cmd.reader_id)
+    reader.forget(**_env(ctx))
+    work.forget(reader.id)
+    return {"reader_id": str(reader.id), "forgotten": True}
+
+
+def _require_home_or_admin(cmd: c.ReaderCommand, reader: Reader) -> None:
+    if not cmd.actor.is_admin and cmd.library != reader.home_library:
+        raise NotPermitted(
+            f"only the reader's home library {reader.home_library} can do this", field="library"
+        )
+
+
+def borrow(cmd: c.Borrow, ctx: Context, work: Work) -> Outcome:
+    library = _library(work, cmd.library)
+    library.require_circulating()
+    item = _item(work, cmd)
+    reader = _reader(work, cmd.reader_id)
+    reader.check_can_borrow(work.loan_limit)
+    loan_id = uuid4()
+    due_at = item.borrow(loan_id, reader.id, library.policy, **_env(ctx))
+    reader.open_loan(loan_id, item.id, work.loan_limit, **_env(ctx))
+    work.reference(loan_id, "loan", item)
+    return {
+        "loan_id": str(loan_id),
+        "item_id": str(item.id),
+        "reader_id": str(reader.id),
+        "due_at": due_at.isoformat(),
+    }
+
+
+def renew(cmd: c.Renew, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    loan = item.loan
+    lender = _library(work, loan.library) if loan is not None else None
+    policy = lender.policy if lender is not None else LoanPolicy()
+    due_at = item.renew(cmd.loan_id, policy, **_env(ctx))
+    assert item.loan is not None
+    return {
+        "loan_id": str(cmd.loan_id),
+        "due_at": due_at.isoformat(),
+        "renewals": item.loan.renewals,
+    }
+
+
+def return_(cmd: c.Return, ctx: Context, work: Work) -> Outcome:
+    library = _library(work, cmd.library)
+    library.require_circulating()
+    owner = _library(work, cmd.owner, field="owner")
+    item = _item(work, cmd)
+    reader = work.get(item.loan.reader_id) if item.loan is not None else None
+    loan, disposition = item.return_(owner.policy, **_env(ctx))
+    if isinstance(reader, Reader):
+        reader.close_loan(loan.loan_id, "returned", **_env(ctx))
+    return {
+        "loan_id": str(loan.loan_id),
+        "item_id": str(item.id),
+        "disposition": str(disposition),
+        "borrowed_at": loan.library,
+        "owner": item.owner,
+    }
+
+
+def dispatch(cmd: c.Dispatch, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    _library(work, cmd.to_library, field="to_library")
+    item = _item(work, cmd)
+    transfer_id = uuid4()
+    item.dispatch(transfer_id, cmd.to_library, **_env(ctx))
+    work.reference(transfer_id, "transfer", item)
+    return {
+        "transfer_id": str(transfer_id),
+        "item_id": str(item.id),
+        "from_library": cmd.library,
+        "to_library": cmd.to_library,
+    }
+
+
+def receive(cmd: c.Receive, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    item.receive(cmd.transfer_id, **_env(ctx))
+    return {"transfer_id": str(cmd.transfer_id), "item_id": str(item.id), "at": cmd.library}
+
+
+def cancel_transfer(cmd: c.CancelTransfer, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    try:
+        item.cancel_transfer(cmd.transfer_id, cmd.reason, cmd.note, **_env(ctx))
+    except ValueError:
+        raise InvalidInput(f"unknown cancellation reason {cmd.reason!r}", field="reason") from None
+    return {"transfer_id": str(cmd.transfer_id), "item_id": str(item.id), "status": item.status}
+
+
+def receive_unannounced(cmd: c.ReceiveUnannounced, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    item.receive_unannounced(cmd.note, **_env(ctx))
+    return {"item_id": str(item.id), "at": cmd.library}
+
+
+def declare_lost(cmd: c.DeclareLost, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    reader = work.get(item.loan.reader_id) if item.loan is not None else None
+    loan = item.declare_lost(cmd.reason, **_env(ctx), **_admin_bypass(cmd))
+    if loan is not None and isinstance(reader, Reader):
+        reader.close_loan(loan.loan_id, "lost", **_env(ctx))
+    return {"item_id": str(item.id), "loan_id": str(loan.loan_id) if loan else None}
+
+
+def found(cmd: c.Found, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    item.found(**_env(ctx))
+    return {"item_id": str(item.id), "at": cmd.library}
+
+
+def withdraw(cmd: c.Withdraw, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    item.withdraw(cmd.reason, **_env(ctx))
+    return {"item_id": str(item.id), "status": item.status}
+
+
+def correct(cmd: c.Correct, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    item = _item(work, cmd)
+    changes = dict(cmd.changes)
+    if "location" in changes:
+        _library(work, str(changes["location"]), field="changes.location")
+    item.correct(cmd.corrects_version, cmd.reason, changes, **_env(ctx), **_admin_bypass(cmd))
+    return {"item_id": str(item.id), "corrects_version": cmd.corrects_version}
+
+
+def _admin_bypass(cmd: c.Command) -> dict[str, bool]:
+    return {"as_admin": True} if cmd.actor.is_admin else {}
+
+
+HANDLERS: dict[type[c.Command], Callable[[Any, Context, Work], Outcome]] = {
+    c.JoinLibrary: join_library,
+    c.ChangePolicy: change_policy,
+    c.RegisterItem: register_item,
+    c.RegisterReader: register_reader,
+    c.BlockReader: block_reader,
+    c.UnblockReader: unblock_reader,
+    c.ForgetReader: forget_reader,
+    c.Borrow: borrow,
+    c.Renew: renew,
+    c.Return: return_,
+    c.Dispatch: dispatch,
+    c.Receive: receive,
+    c.CancelTransfer: cancel_transfer,
+    c.ReceiveUnannounced: receive_unannounced,
+    c.DeclareLost: declare_lost,
+    c.Found: found,
+    c.Withdraw: withdraw,
+    c.Correct: correct,
+}

@@ -1,0 +1,106 @@
+"""The event recorder, extended with the write-side rows that must commit with the events.
+
+eventsourcing's PostgreSQL recorder inserts a save's events in one transaction
+under a table lock. This subclass adds, in that same transaction and after the
+notification ids are known: the idempotency rows (``command_log``), the loan and
+transfer references, and the identity links of readers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+
+@dataclass(slots=True)
+class CommandRow:
+    command_id: str
+    command: str
+    fingerprint: str
+    outcome: dict[str, Any]
+    recorded_by: str
+    event_count: int  # how many of the save's events (in order) belong to this command
+
+
+@dataclass(slots=True)
+class WriteSet:
+    """Everything besides events that one save records."""
+
+    commands: list[CommandRow] = field(default_factory=list)
+    references: list[tuple[UUID, str, UUID, str, str]] = field(default_factory=list)
+    identities: list[tuple[str, UUID]] = field(default_factory=list)
+    forgotten: list[UUID] = field(default_factory=list)
+    notification_ids: list[int] = field(default_factory=list)
+
+
+class LedgerRecorder(PostgresApplicationRecorder):
+    def _fetch_ids_after_insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        write_set: WriteSet | None = kwargs.get("write_set")
+        if write_set is not None and ids is not None:
+            write_set.notification_ids = list(ids)
+            self._write_rows(curs, write_set, list(ids))
+        return ids
+
+    def _write_rows(self, curs: Cursor[DictRow], ws: WriteSet, ids: list[int]) -> None:
+        if ws.commands:
+            rows = []
+            start = 0
+            for c in ws.commands:
+                rows.append(
+                    (
+                        c.command_id,
+                        c.command,
+                        c.fingerprint,
+                        json.dumps(c.outcome),
+                        ids[start : start + c.event_count],
+                        c.recorded_by,
+                    )
+                )
+                start += c.event_count
+            curs.executemany(
+                "INSERT INTO command_log"
+                " (command_id, command, fingerprint, outcome, notification_ids, recorded_by)"
+                " VALUES (%s, %s, %s, %s::jsonb, %s, %s)",
+                rows,
+            )
+        if ws.references:
+            curs.executemany(
+                "INSERT INTO item_references (reference_id, kind, item_id, owner, barcode)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                ws.references,
+            )
+        if ws.identities:
+            curs.executemany(
+                "INSERT INTO reader_identities (identity_hmac, reader_id) VALUES (%s, %s)",
+                ws.identities,
+            )
+        if ws.forgotten:
+            curs.execute("DELETE FROM reader_identities WHERE reader_id = ANY(%s)", (ws.forgotten,))
+
+
+def violated_constraint(error: BaseException) -> str | None:
+    """The name of the unique constraint behind an IntegrityError, when PostgreSQL says."""
+    cause: BaseException | None = error
+    while cause is not None:
+        diag = getattr(cause, "diag", None)
+        if diag is not None and diag.constraint_name:
+            return str(diag.constraint_name)
+        cause = cause.__cause__
+    return None
+
+
+__all__ = ["CommandRow", "IntegrityError", "LedgerRecorder", "WriteSet", "violated_constraint"]
