@@ -9,6 +9,8 @@ all its events (with its idempotency row) in one transaction or appends nothing.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -61,6 +63,7 @@ class _Work:
     loaded: dict[UUID, Aggregate | None]
     loan_limit: int
     touched: list[Aggregate] = field(default_factory=list)
+    changed: list[Aggregate] = field(default_factory=list)
     staged: WriteSet = field(default_factory=WriteSet)
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
@@ -84,6 +87,10 @@ class _Work:
     def forget(self, reader_id: UUID) -> None:
         self.staged.forgotten.append(reader_id)
 
+    def saved(self) -> list[Aggregate]:
+        """Aggregates changed by the batch's successful commands (now committed)."""
+        return [a for a in self.changed if not a.pending_events]
+
     def begin(self) -> None:
         self.touched = []
         self.staged = WriteSet()
@@ -91,7 +98,11 @@ class _Work:
     def drain(self) -> list[Any]:
         events: list[Any] = []
         for aggregate in self.touched:
-            events.extend(aggregate.collect_events())
+            new = aggregate.collect_events()
+            if new:
+                events.extend(new)
+                if aggregate not in self.changed:
+                    self.changed.append(aggregate)
         return events
 
     def dirty(self) -> bool:
@@ -112,6 +123,7 @@ class Circulation(Application):
         hasher: IdentityHasher,
         loan_limit: int = 20,
         group_commit: bool = True,
+        cache_size: int = 100_000,
     ) -> None:
         env = {**env, "APPLICATION_RECORDER_TOPIC": "ledger.recorder:LedgerRecorder"}
         super().__init__(env)
@@ -119,6 +131,9 @@ class Circulation(Application):
         self.datastore = self.recorder.datastore
         self.hasher = hasher
         self.loan_limit = loan_limit
+        self.cache_size = cache_size
+        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._committer: GroupCommitter[c.Command, Result] | None = (
             GroupCommitter(self._run_batch, name="tongjie-group-commit") if group_commit else None
         )
@@ -481,18 +496,33 @@ class Circulation(Application):
         return row["owner"], row["barcode"]
 
     def load(self, ids: Iterable[UUID]) -> dict[UUID, Aggregate | None]:
-        """Load many aggregates in one query; absent ones map to None."""
+        """Load many aggregates in one query; absent ones map to None.
+
+        Committed states are cached; a load reads only the events recorded after the
+        cached version (another process may have written them), so a reader with
+        years of loans costs one short query, not a replay of its whole history.
+        Callers get their own copies: the cache is only ever replaced, never mutated.
+        """
         wanted = list(set(ids))
-        result: dict[UUID, Aggregate | None] = dict.fromkeys(wanted)
+        result: dict[UUID, Aggregate | None] = {}
+        with self._cache_lock:
+            for aggregate_id in wanted:
+                cached = self._cache.get(aggregate_id)
+                result[aggregate_id] = _clone(cached) if cached is not None else None
         if not wanted:
             return result
+        versions = [getattr(result[i], "version", 0) for i in wanted]
         with self.datastore.get_connection() as conn:
             rows = conn.execute(
-                f"SELECT originator_id, originator_version, topic, state FROM {EVENTS_TABLE}"
-                " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
-                (wanted,),
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+                " FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version)"
+                f" JOIN {EVENTS_TABLE} e"
+                " ON e.originator_id = k.id AND e.originator_version > k.version"
+                " ORDER BY e.originator_id, e.originator_version",
+                (wanted, versions),
                 prepare=True,
             ).fetchall()
+        changed: set[UUID] = set()
         for row in rows:
             event = self.mapper.to_domain_event(
                 StoredEvent(
@@ -503,7 +533,27 @@ class Circulation(Application):
                 )
             )
             result[row["originator_id"]] = event.mutate(result[row["originator_id"]])
+            changed.add(row["originator_id"])
+        self._remember(result[i] for i in changed)
         return result
+
+    def _peek(self, ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
+        """Cached states, read-only, to guess which further aggregates a batch needs."""
+        with self._cache_lock:
+            return {i: self._cache[i] for i in ids if i in self._cache}
+
+    def _remember(self, aggregates: Iterable[Aggregate | None]) -> None:
+        """Cache committed states (copies), keeping the newest version of each."""
+        with self._cache_lock:
+            for aggregate in aggregates:
+                if aggregate is None or aggregate.pending_events:
+                    continue
+                cached = self._cache.get(aggregate.id)
+                if cached is None or cached.version < aggregate.version:
+                    self._cache[aggregate.id] = _clone(aggregate)
+                self._cache.move_to_end(aggregate.id)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
     # ------------------------------------------------------------ execution
 
@@ -529,8 +579,10 @@ class Circulation(Application):
         self._authorise(command)
         now = datetime.now(UTC)
         occurred_at = check_occurred_at(command.occurred_at or now, now)
+        if command.command_id:
+            return replace(command, occurred_at=occurred_at)
         return replace(
-            command, occurred_at=occurred_at, command_id=command.command_id or f"auto-{uuid4()}"
+            command, occurred_at=occurred_at, command_id=f"auto-{uuid4()}", generated_id=True
         )
 
     def _run_batch(self, batch: Sequence[c.Command]) -> list[Result | BaseException]:
@@ -571,11 +623,14 @@ class Circulation(Application):
 
     def _try_batch(self, batch: Sequence[c.Command]) -> list[Result | BaseException]:
         results: list[Result | BaseException | None] = [None] * len(batch)
-        seen = self._command_log([cmd.command_id or "" for cmd in batch])
+        seen = self._command_log([cmd.command_id or "" for cmd in batch if not cmd.generated_id])
         work = _Work(self, {}, self.loan_limit)
         ids: set[UUID] = set()
         for cmd in batch:
             ids |= cmd.aggregate_ids()
+        cached = self._peek(ids)
+        for cmd in batch:  # a cached item already names its loan's reader: one query, not two
+            ids |= cmd.dependent_ids(cached)
         work.loaded.update(self.load(ids))
         extra: set[UUID] = set()
         for cmd in batch:
@@ -627,6 +682,7 @@ class Circulation(Application):
 
         if events:
             self.save(*events, write_set=write_set)
+            self._remember(work.saved())
         return self._answers(batch, results, write_set.notification_ids)
 
     def _answers(
@@ -661,6 +717,8 @@ class Circulation(Application):
         return answers
 
     def _command_log(self, command_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not command_ids:
+            return {}
         with self.datastore.get_connection() as conn:
             rows = conn.execute(
                 "SELECT command_id, command, fingerprint, outcome, notification_ids"
@@ -675,6 +733,20 @@ class Circulation(Application):
             return _reused(cmd)
         outcome = row["outcome"] if isinstance(row["outcome"], dict) else json.loads(row["outcome"])
         return Result(cmd.command_id or "", outcome, tuple(row["notification_ids"]), replayed=True)
+
+
+def _clone(aggregate: Aggregate) -> Aggregate:
+    """A copy that shares immutable values (enums, datetimes, frozen dataclasses).
+
+    Aggregate state here is one level deep: the only containers are dicts and lists
+    of immutable values, so copying those is as safe as a deepcopy and far cheaper.
+    """
+    twin = object.__new__(type(aggregate))
+    for name, value in vars(aggregate).items():
+        if isinstance(value, dict | list):
+            value = type(value)(value)
+        setattr(twin, name, value)
+    return twin
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ class Command:
     library: str  # the desk where it happened
     occurred_at: datetime | None = None  # None: now
     command_id: str | None = None  # None: a fresh one (not retry-safe)
+    generated_id: bool = False  # the ledger made the command_id up: no retry can carry it
 
     def aggregate_ids(self) -> set[UUID]:
         return {library_id(self.library)}
@@ -35,7 +36,11 @@ class Command:
         return set()
 
     def fingerprint(self) -> str:
-        payload = {k: v for k, v in asdict(self).items() if k not in ("actor", "command_id")}
+        payload = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("actor", "command_id", "generated_id")
+        }
         payload["command"] = self.name
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()

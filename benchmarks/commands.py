@@ -1,0 +1,144 @@
+"""Borrow+return commands per second through Circulation, against a same-run baseline.
+
+Baseline: single-row INSERT + COMMIT into a plain table, from the same number of
+concurrent callers, over connections with the same settings (psycopg 3, autocommit,
+one connection per caller from a pool). Then the ledger, with group commit on and
+off: each caller borrows and returns its own items, so the rules run for real and
+nothing is refused. Prints rates and ratios; targets (issue 2) are ≥ 1,000 commands/s
+at 16 callers and ≥ 0.4 × the baseline.
+
+    python benchmarks/commands.py [--callers 16] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable
+
+from psycopg_pool import ConnectionPool
+
+from benchmarks._db import scratch_database
+from ledger.application import Circulation
+from ledger.domain.common import Actor
+from ledger.domain.identity import IdentityHasher
+from ledger.store import eventsourcing_env
+
+ADMIN = Actor("admin:bench")
+HOME, AWAY = "SC-510100", "SC-510104"
+
+
+def run_callers(callers: int, seconds: float, work: Callable[[int, Callable[[], bool]], int]) -> float:
+    """Run ``work(caller, keep_going)`` in threads; return operations per second."""
+    counts = [0] * callers
+    start_gate = threading.Barrier(callers + 1)
+    deadline = [0.0]
+
+    def keep_going() -> bool:
+        return time.perf_counter() < deadline[0]
+
+    def body(i: int) -> None:
+        start_gate.wait()
+        counts[i] = work(i, keep_going)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    deadline[0] = time.perf_counter() + seconds
+    started = time.perf_counter()
+    start_gate.wait()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def baseline(dsn: str, callers: int, seconds: float) -> float:
+    with ConnectionPool(dsn, min_size=callers, max_size=callers, kwargs={"autocommit": True}) as pool:
+        with pool.connection() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS bench_rows (id bigserial PRIMARY KEY, payload text)")
+
+        def work(_: int, keep_going: Callable[[], bool]) -> int:
+            n = 0
+            with pool.connection() as conn:
+                while keep_going():
+                    conn.execute("INSERT INTO bench_rows (payload) VALUES (%s)", ("x" * 200,))
+                    n += 1
+            return n
+
+        return run_callers(callers, seconds, work)
+
+
+def ledger_rate(dsn: str, callers: int, seconds: float, group_commit: bool, tag: str) -> float:
+    app = Circulation(
+        eventsourcing_env(dsn, pool_size=callers),
+        hasher=IdentityHasher(b"k" * 32),
+        loan_limit=1000,
+        group_commit=group_commit,
+    )
+    try:
+        for code in (HOME, AWAY):
+            app.join_library(
+                code=code, name=code, region="sichuan", level="county", actor=ADMIN,
+                policy={"return_mode": "float"}, command_id=f"{tag}-join-{code}",
+            ) if app.load([_lib(code)])[_lib(code)] is None else None
+        home = Actor("key:home", HOME)
+        readers = []
+        for i in range(callers):
+            number = _number(i)
+            r = app.register_reader(
+                document="resident_id", number=number, home_library=HOME, actor=home
+            )
+            readers.append(r.outcome["reader_id"])
+        for i in range(callers):
+            app.register_item(owner=HOME, barcode=f"{tag}-{i}", actor=home)
+
+        def work(i: int, keep_going: Callable[[], bool]) -> int:
+            from uuid import UUID
+
+            reader = UUID(readers[i])
+            n = 0
+            while keep_going():
+                app.borrow(owner=HOME, barcode=f"{tag}-{i}", library=HOME, reader_id=reader, actor=home)
+                app.return_item(owner=HOME, barcode=f"{tag}-{i}", library=HOME, actor=home)
+                n += 2
+            return n
+
+        return run_callers(callers, seconds, work)
+    finally:
+        app.close()
+
+
+def _lib(code: str):
+    from ledger.domain.common import library_id
+
+    return library_id(code)
+
+
+def _number(i: int) -> str:
+    from stdnum.cn import ric
+
+    body = f"510104199001{(i % 28) + 1:02d}{i % 1000:03d}"
+    return body + ric.calc_check_digit(body + "0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--callers", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    with scratch_database() as dsn:
+        base1 = baseline(dsn, 1, args.seconds)
+        base = baseline(dsn, args.callers, args.seconds)
+        single = ledger_rate(dsn, args.callers, args.seconds, group_commit=False, tag="single")
+        grouped = ledger_rate(dsn, args.callers, args.seconds, group_commit=True, tag="group")
+    print(f"callers: {args.callers}, {args.seconds:.0f}s per measurement")
+    print(f"baseline INSERT+COMMIT, 1 caller        {base1:10.0f} rows/s")
+    print(f"baseline INSERT+COMMIT, {args.callers} callers      {base:10.0f} rows/s   (1.00x)")
+    print(f"ledger, one command per transaction     {single:10.0f} commands/s ({single / base:.2f}x)")
+    print(f"ledger, group commit                    {grouped:10.0f} commands/s ({grouped / base:.2f}x)")
+    print("targets: >= 1000 commands/s and >= 0.40x baseline")
+
+
+if __name__ == "__main__":
+    main()
