@@ -243,18 +243,30 @@ class Circulation(Application):
             **envelope,
         )
         if existing is not None:
-            self._authorise(command)
-            return Result(
-                command_id=command.command_id or "",
-                outcome={
-                    "reader_id": str(existing),
-                    "masked_number": identity.masked(),
-                    "home_library": None,
-                    "created": False,
-                },
-                notification_ids=(),
-            )
+            return self._known_reader(command, existing)
         return self.execute(command)
+
+    def _known_reader(self, command: c.RegisterReader, reader_id: UUID) -> Result:
+        """The person is registered already: a retry replays, anything else names the reader."""
+        self._authorise(command)
+        if command.command_id:
+            row = self._command_log([command.command_id]).get(command.command_id)
+            if row is not None:
+                replayed = self._replay(command, row)
+                if isinstance(replayed, BaseException):
+                    raise replayed
+                return replayed
+        reader = self.load([reader_id])[reader_id]
+        return Result(
+            command_id=command.command_id or "",
+            outcome={
+                "reader_id": str(reader_id),
+                "masked_number": command.masked_number,
+                "home_library": getattr(reader, "home_library", None),
+                "created": False,
+            },
+            notification_ids=(),
+        )
 
     def block_reader(
         self, *, reader_id: UUID, reason: str, library: str, actor: Actor, **envelope: Any
@@ -579,10 +591,15 @@ class Circulation(Application):
         self._authorise(command)
         now = datetime.now(UTC)
         occurred_at = check_occurred_at(command.occurred_at or now, now)
+        digest = command.fingerprint()
         if command.command_id:
-            return replace(command, occurred_at=occurred_at)
+            return replace(command, occurred_at=occurred_at, digest=digest)
         return replace(
-            command, occurred_at=occurred_at, command_id=f"auto-{uuid4()}", generated_id=True
+            command,
+            occurred_at=occurred_at,
+            command_id=f"auto-{uuid4()}",
+            generated_id=True,
+            digest=digest,
         )
 
     def _run_batch(self, batch: Sequence[c.Command]) -> list[Result | BaseException]:
@@ -608,6 +625,8 @@ class Circulation(Application):
         self, command: c.Command, error: IntegrityError
     ) -> Result | BaseException:
         constraint = violated_constraint(error) or ""
+        if not command.generated_id and self._command_log([command.command_id or ""]):
+            constraint = "command_log_pkey"  # a twin with the same key won: answer as it did
         if constraint == "command_log_pkey":
             try:  # the concurrent twin committed first: answer from its row
                 return self._try_batch([command])[0]
@@ -615,7 +634,9 @@ class Circulation(Application):
                 return again
         if constraint == "reader_identities_pkey" and isinstance(command, c.RegisterReader):
             existing = self.reader_for_hmac(command.identity_hmac)
-            return replace_result_reader(command, existing)
+            if existing is None:
+                return ConcurrencyConflict("reader registration raced with a deletion; retry")
+            return self._known_reader(command, existing)
         return ConcurrencyConflict(
             "another command changed this record at the same moment; nothing was recorded, "
             "retry with fresh state",
@@ -668,7 +689,7 @@ class Circulation(Application):
                 CommandRow(
                     command_id,
                     cmd.name,
-                    cmd.fingerprint(),
+                    "" if cmd.generated_id else cmd.fingerprint(),
                     outcome,
                     cmd.actor.principal,
                     len(new_events),
@@ -683,7 +704,23 @@ class Circulation(Application):
         if events:
             self.save(*events, write_set=write_set)
             self._remember(work.saved())
+        self._late_twins(batch, results)
         return self._answers(batch, results, write_set.notification_ids)
+
+    def _late_twins(self, batch: Sequence[c.Command], results: list[Any]) -> None:
+        """A refusal may only mean that a twin with the same key committed meanwhile
+        (after this batch read the command log): then the twin's answer is the answer."""
+        refused = [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r, DomainError) and not batch[i].generated_id
+        ]
+        if refused:
+            seen = self._command_log([batch[i].command_id or "" for i in refused])
+            for i in refused:
+                row = seen.get(batch[i].command_id or "")
+                if row is not None:
+                    results[i] = self._replay(batch[i], row)
 
     def _answers(
         self,
@@ -765,21 +802,4 @@ def _reused(cmd: c.Command) -> IdempotencyKeyReused:
         f"idempotency key {cmd.command_id!r} was already used for a different command; "
         "use a new key for a new command",
         field="command_id",
-    )
-
-
-def replace_result_reader(
-    command: c.RegisterReader, reader_id: UUID | None
-) -> Result | BaseException:
-    if reader_id is None:
-        return ConcurrencyConflict("reader registration raced with a deletion; retry")
-    return Result(
-        command.command_id or "",
-        {
-            "reader_id": str(reader_id),
-            "masked_number": command.masked_number,
-            "home_library": None,
-            "created": False,
-        },
-        (),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -27,6 +27,7 @@ class Command:
     occurred_at: datetime | None = None  # None: now
     command_id: str | None = None  # None: a fresh one (not retry-safe)
     generated_id: bool = False  # the ledger made the command_id up: no retry can carry it
+    digest: str = ""  # the fingerprint of the command as the caller sent it (see fingerprint)
 
     def aggregate_ids(self) -> set[UUID]:
         return {library_id(self.library)}
@@ -36,11 +37,15 @@ class Command:
         return set()
 
     def fingerprint(self) -> str:
-        payload = {
-            k: v
-            for k, v in asdict(self).items()
-            if k not in ("actor", "command_id", "generated_id")
-        }
+        """What a retry must repeat: everything the caller sent but the key itself.
+
+        Taken before defaults are filled in, so a retried "occurred now" command (no
+        occurred_at) matches its first attempt.
+        """
+        if self.digest:
+            return self.digest
+        skip = ("actor", "command_id", "generated_id", "digest")
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         payload["command"] = self.name
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -93,6 +98,8 @@ class RegisterReader(Command):
 
     def fingerprint(self) -> str:
         # The reader id is chosen at execution; the person is what the retry repeats.
+        if self.digest:
+            return self.digest
         payload = f"{self.name}|{self.identity_hmac}|{self.library}|{self.occurred_at}"
         return hashlib.sha256(payload.encode()).hexdigest()
 

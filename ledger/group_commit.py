@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -18,6 +19,10 @@ from typing import Generic, TypeVar
 #: Large enough to amortise a commit over many commands, small enough that one
 #: transaction (and its table lock) stays short: 256 commands ≈ a few ms of work.
 MAX_BATCH = 256
+
+#: How long a batch waits for the callers of the previous batch to come back. Only
+#: spent while fewer than that many have arrived, so a lone caller never waits.
+GATHER_SECONDS = 0.001
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,15 +52,23 @@ class GroupCommitter(Generic[T, R]):
             self._thread.join(timeout=30)
 
     def _loop(self) -> None:
+        expected = 1  # callers answered last round: most come straight back with more
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
             stop = False
+            deadline = time.perf_counter() + GATHER_SECONDS
             while len(batch) < MAX_BATCH:
                 try:
-                    nxt = self._queue.get_nowait()
+                    if len(batch) < expected:
+                        remaining = deadline - time.perf_counter()
+                        nxt = self._queue.get(timeout=remaining) if remaining > 0 else None
+                        if nxt is None and remaining <= 0:
+                            raise queue.Empty
+                    else:
+                        nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
@@ -71,5 +84,6 @@ class GroupCommitter(Generic[T, R]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+            expected = len(batch)
             if stop:
                 return

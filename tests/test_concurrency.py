@@ -181,38 +181,47 @@ def test_two_processes_repeated_races(dsn: str, group_commit: bool) -> None:
 
 def test_one_reader_many_desks_stays_under_the_limit(ledger: Circulation, dsn: str) -> None:
     """The limit is a rule on the reader: concurrent borrows of different items cannot
-    together pass it."""
+    together pass it. Desks retry on a conflict, so exactly ``loan_limit`` loans open."""
     join_all(ledger)
     reader_id = register_reader(ledger, 1)
     count = 12
     places = [CHENGDU, YUZHONG] * (count // 2)
     for n in range(count):
         register_item(ledger, places[n], f"B{n}")
-    answers = race(
-        count,
-        lambda i: ledger.borrow(
-            owner=places[i],
-            barcode=f"B{i}",
-            library=places[i],
-            reader_id=reader_id,
-            actor=desk(places[i]),
-        ),
-    )
+
+    def borrow_with_retries(i: int) -> Result:
+        for _ in range(50):
+            try:
+                return ledger.borrow(
+                    owner=places[i],
+                    barcode=f"B{i}",
+                    library=places[i],
+                    reader_id=reader_id,
+                    actor=desk(places[i]),
+                )
+            except ConcurrencyConflict:
+                continue
+        raise AssertionError("still conflicting after 50 tries")
+
+    answers = race(count, borrow_with_retries)
     wins, losses = split(answers)
-    assert 1 <= len(wins) <= ledger.loan_limit
+    assert len(wins) == ledger.loan_limit
     for _, error in losses:
-        assert isinstance(error, ReaderOverLimit | ConcurrencyConflict), repr(error)
+        assert isinstance(error, ReaderOverLimit), repr(error)
     reader = ledger.load([reader_id])[reader_id]
     assert isinstance(reader, Reader)
-    assert len(reader.open_loans) == len(wins)
-    assert topics(dsn)["Item.Borrowed"] == len(wins)
+    assert len(reader.open_loans) == ledger.loan_limit
+    assert topics(dsn)["Item.Borrowed"] == ledger.loan_limit
     on_loan = {
         n
         for n in range(count)
         if (item := ledger.get_item(places[n], f"B{n}")) is not None
         and item.status is Status.ON_LOAN
     }
-    assert on_loan == {int(r.outcome["item_id"] == "") or _index(r, places) for _, r in wins}
+    assert on_loan == {_index(r, places) for _, r in wins}
+    assert {UUID(r.outcome["loan_id"]) for _, r in wins} == {
+        UUID(k) for k in reader.open_loans
+    }
 
 
 def _index(result: Result, places: list[str]) -> int:
@@ -239,10 +248,16 @@ def test_racing_return_and_declare_lost(ledger: Circulation, dsn: str) -> None:
     ]
     answers = race(2, lambda i: actions[i]())
     wins, _ = split(answers)
-    assert len(wins) == 1, answers
-    stored = topics(dsn)
-    assert stored["Item.Returned"] + stored["Item.DeclaredLost"] == 1
-    assert stored["Reader.LoanClosed"] == 1
+    assert wins, answers  # the return, or the loss, or both (lost after being returned)
+    history = list(ledger.events.get(item_id(CHENGDU, "B1")))
+    endings = [
+        e
+        for e in history
+        if isinstance(e, Item.Returned)
+        or (isinstance(e, Item.DeclaredLost) and e.loan_id is not None)
+    ]
+    assert len(endings) == 1, endings
+    assert topics(dsn)["Reader.LoanClosed"] == 1
     reader = ledger.load(readers)[readers[0]]
     assert isinstance(reader, Reader)
     assert reader.open_loans == {}

@@ -175,6 +175,7 @@ class Item(Aggregate):
                 self.transfer_id, self.from_library, self.to_library, self.occurred_at, resumes
             )
             item.status = Status.IN_TRANSIT
+            item.destination = None  # the open transfer says where it is going
             item.since = self.occurred_at
 
     class TransferReceived(CirculationEvent):
@@ -197,6 +198,7 @@ class Item(Aggregate):
             assert item.transfer is not None
             item.status = item.transfer.resumes
             item.location = item.transfer.from_library
+            item.destination = item.owner if item.status is Status.AWAITING_TRANSFER else None
             item.transfer = None
             item.since = self.occurred_at
 

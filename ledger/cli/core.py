@@ -1,43 +1,13 @@
-"""The ``tongjie`` command: operate the ledger from a shell."""
+"""Core commands: migrations, the demo consortium, status, readers' identities."""
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-from ledger.config import VARIABLES, Settings
-
-EPILOG = "Environment:\n\n" + "\n\n".join(
-    f"  {name:<22} {meaning} [default: {default}]" for name, default, meaning in VARIABLES
-)
-
-
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
-@click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
-    """tongjie — the circulation ledger of a consortium of public libraries (通借通还)."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    ctx.obj = Settings.from_env()
-
-
-@contextmanager
-def _ledger(settings: Settings) -> Iterator:
-    from ledger.application import Circulation
-
-    app = Circulation.from_settings(settings)
-    try:
-        yield app
-    finally:
-        app.close()
+from ledger.cli import main, open_ledger
+from ledger.config import Settings
 
 
 @main.command()
@@ -76,11 +46,11 @@ def demo(
     from ledger.progress import bar
 
     scale = Scale(days, items_per_library, readers, loans_per_day, seed)
-    with _ledger(settings) as app:
+    with open_ledger(settings) as app:
         if already_loaded(app):
             click.echo("the demo consortium is already loaded (tongjie status shows what it holds)")
             return
-    with _ledger(settings) as app, bar(None, "demo") as progress:
+    with open_ledger(settings) as app, bar(None, "demo") as progress:
         current = {"what": ""}
 
         def tick(n: int, what: str) -> None:
@@ -107,7 +77,7 @@ def status(settings: Settings) -> None:
     """Print what the ledger holds."""
     from ledger.status import counts
 
-    with _ledger(settings) as app:
+    with open_ledger(settings) as app:
         for label, value in counts(app).items():
             click.echo(f"{label:<28} {value}")
 
@@ -131,7 +101,7 @@ def forget(settings: Settings, number: str, operator: str) -> None:
     from ledger.domain.common import Actor
     from ledger.domain.errors import DomainError
 
-    with _ledger(settings) as app:
+    with open_ledger(settings) as app:
         try:
             reader_id = app.find_reader(number)
             reader = app.load([reader_id])[reader_id]
@@ -140,7 +110,3 @@ def forget(settings: Settings, number: str, operator: str) -> None:
         except DomainError as error:
             raise click.ClickException(error.message) from None
     click.echo(f"reader {reader_id} is no longer linked to that number; its history stays.")
-
-
-def run() -> None:  # pragma: no cover - console entry point
-    sys.exit(main())
