@@ -17,7 +17,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/tongjie demo
-	$(BIN)/tongjie status
+	$(BIN)/tongjie serve --example-key
 
 test: install
 	$(BIN)/python -m pytest

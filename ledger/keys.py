@@ -1,0 +1,91 @@
+"""API keys: who may record events at which desk.
+
+A key reads ``tj_<key id>_<secret>``. The key id is recorded as ``recorded_by``
+(``key:<id>``) on every event the key records; the secret is stored only as a
+SHA-256 digest and shown once, at creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ledger.domain.common import Actor
+
+PREFIX = "tj_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    library: str | None  # None: the consortium administrator
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(principal=f"key:{self.key_id}", library=self.library)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create_key(
+    conn: psycopg.Connection, *, library: str | None, label: str = ""
+) -> tuple[ApiKey, str]:
+    """Create a key; return it and the token, which is never shown again."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "INSERT INTO api_keys (key_id, secret_sha256, library, label) VALUES (%s, %s, %s, %s)"
+            " RETURNING key_id, library, label, created_at, revoked_at",
+            (key_id, _digest(secret), library, label),
+        ).fetchone()
+    assert row is not None
+    return ApiKey(**row), f"{PREFIX}{key_id}_{secret}"
+
+
+def authenticate(conn: psycopg.Connection, token: str) -> ApiKey | None:
+    """The live key a token belongs to, or None (unknown, malformed, wrong secret or revoked)."""
+    if not token.startswith(PREFIX) or token.count("_") < 2:
+        return None
+    key_id, _, secret = token[len(PREFIX) :].partition("_")
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT key_id, secret_sha256, library, label, created_at, revoked_at"
+            " FROM api_keys WHERE key_id = %s",
+            (key_id,),
+            prepare=True,
+        ).fetchone()
+    if row is None or row["revoked_at"] is not None:
+        return None
+    if not hmac.compare_digest(bytes(row["secret_sha256"]), _digest(secret)):
+        return None
+    return ApiKey(row["key_id"], row["library"], row["label"], row["created_at"], None)
+
+
+def revoke(conn: psycopg.Connection, key_id: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL",
+            (key_id,),
+        )
+        return cur.rowcount == 1
+
+
+def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT key_id, library, label, created_at, revoked_at FROM api_keys"
+            " ORDER BY created_at"
+        ).fetchall()
+    return [ApiKey(**row) for row in rows]

@@ -1,0 +1,48 @@
+"""Bearer API keys: every request names its key; a library's key acts only at its desk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from ledger.domain.common import Actor
+from ledger.keys import authenticate
+
+#: Paths anyone may read: the spec, the docs, health, problem descriptions.
+PUBLIC_PREFIXES = ("/openapi.json", "/docs", "/healthz", "/problems/")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_actor() -> None:
+    """Run before every request: resolve the bearer key or refuse."""
+    if request.path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS":
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send Authorization: Bearer <key> (create one with tongjie keys create)")
+    ledger = current_app.extensions["tongjie.ledger"]
+    with ledger.datastore.get_connection() as conn:
+        key = authenticate(conn, token.strip())
+    if key is None:
+        raise Unauthorized("this API key is unknown or revoked")
+    g.actor = key.actor
+
+
+def actor() -> Actor:
+    return g.actor
+
+
+def admin_only(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not actor().is_admin:
+            raise Forbidden("only the consortium administrator may do this")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,80 @@
+"""Readers, loans, renewals, returns and transfers: the desk's daily commands."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from web import schemas as s
+from web.recording import ledger, record
+
+bp = Blueprint("circulation", __name__, url_prefix="/api/v1", description="Circulation")
+
+
+@bp.route("/readers")
+class Readers(MethodView):
+    @bp.arguments(s.ReaderIn)
+    @bp.response(201, s.ReaderOut)
+    def post(self, body: dict[str, Any]):
+        """Register a reader by resident ID or social security card (same number, same reader)."""
+        return record(ledger().register_reader, **body)
+
+
+@bp.route("/loans")
+class Loans(MethodView):
+    @bp.arguments(s.LoanIn)
+    @bp.response(201, s.LoanOut)
+    def post(self, body: dict[str, Any]):
+        """Borrow: the item must be on shelf at the borrowing library."""
+        reader = body.pop("reader")
+        if reader is not None:
+            body["reader_number"] = reader["number"]
+        return record(ledger().borrow, **body)
+
+
+@bp.route("/loans/<uuid:loan_id>/renewals")
+class Renewals(MethodView):
+    @bp.arguments(s.AtLibrary)
+    @bp.response(201, s.RenewalOut)
+    def post(self, body: dict[str, Any], loan_id: UUID):
+        """Renew a loan; returns the new due date."""
+        return record(ledger().renew, loan_id=loan_id, **body)
+
+
+@bp.route("/returns")
+class Returns(MethodView):
+    @bp.arguments(s.ReturnIn)
+    @bp.response(201, s.ReturnOut)
+    def post(self, body: dict[str, Any]):
+        """Return at any member library; the owner's policy decides the disposition."""
+        return record(ledger().return_item, **body)
+
+
+@bp.route("/transfers")
+class Transfers(MethodView):
+    @bp.arguments(s.TransferIn)
+    @bp.response(201, s.TransferOut)
+    def post(self, body: dict[str, Any]):
+        """Dispatch the item from the library holding it to another."""
+        return record(ledger().dispatch, **body)
+
+
+@bp.route("/transfers/<uuid:transfer_id>/receipt")
+class Receipt(MethodView):
+    @bp.arguments(s.AtLibrary)
+    @bp.response(201, s.ItemEventOut)
+    def post(self, body: dict[str, Any], transfer_id: UUID):
+        """The destination received the shipment."""
+        return record(ledger().receive, transfer_id=transfer_id, **body)
+
+
+@bp.route("/transfers/<uuid:transfer_id>/cancellation")
+class Cancellation(MethodView):
+    @bp.arguments(s.CancellationIn)
+    @bp.response(201, s.ItemEventOut)
+    def post(self, body: dict[str, Any], transfer_id: UUID):
+        """Cancel a shipment (a changed plan is a cancellation and a new dispatch)."""
+        return record(ledger().cancel_transfer, transfer_id=transfer_id, **body)
