@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -158,9 +158,9 @@ def test_two_processes_repeated_races(dsn: str, group_commit: bool) -> None:
             )
             wins, losses = split(answers)
             assert len(wins) == 1, (round_, wins)
-            assert all(
-                isinstance(e, ItemNotAvailable | ConcurrencyConflict) for _, e in losses
-            ), losses
+            assert all(isinstance(e, ItemNotAvailable | ConcurrencyConflict) for _, e in losses), (
+                losses
+            )
             # Two desks scan the same return at once: exactly one return is recorded.
             returns = race(
                 2,
@@ -219,9 +219,7 @@ def test_one_reader_many_desks_stays_under_the_limit(ledger: Circulation, dsn: s
         and item.status is Status.ON_LOAN
     }
     assert on_loan == {_index(r, places) for _, r in wins}
-    assert {UUID(r.outcome["loan_id"]) for _, r in wins} == {
-        UUID(k) for k in reader.open_loans
-    }
+    assert {UUID(r.outcome["loan_id"]) for _, r in wins} == {UUID(k) for k in reader.open_loans}
 
 
 def _index(result: Result, places: list[str]) -> int:
@@ -242,7 +240,10 @@ def test_racing_return_and_declare_lost(ledger: Circulation, dsn: str) -> None:
             owner=CHENGDU, barcode="B1", library=YUZHONG, actor=desk(YUZHONG)
         ),
         lambda: ledger.declare_lost(
-            owner=CHENGDU, barcode="B1", reason="reader says so", library=CHENGDU,
+            owner=CHENGDU,
+            barcode="B1",
+            reason="reader says so",
+            library=CHENGDU,
             actor=desk(CHENGDU),
         ),
     ]

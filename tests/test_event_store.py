@@ -166,7 +166,9 @@ def test_a_failing_command_writes_no_command_log_row(app: Circulation, dsn: str)
         )
     assert (count_events(dsn), count_rows(dsn, "command_log")) == (events, log)
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT 1 FROM command_log WHERE command_id = 'doomed'").fetchone() is None
+        assert (
+            conn.execute("SELECT 1 FROM command_log WHERE command_id = 'doomed'").fetchone() is None
+        )
     # The key is still free: a corrected command may use it.
     ok = app.dispatch(
         owner=CHENGDU,
@@ -197,7 +199,9 @@ def test_reader_identities_hold_only_a_keyed_hash(app: Circulation, dsn: str) ->
         rows = conn.execute("SELECT identity_hmac, reader_id FROM reader_identities").fetchall()
     assert len(rows) == 3
     hasher = IdentityHasher(IDENTITY_KEY)
-    expected = {hasher.digest(parse_identity_number(n)): r for n, r in zip(numbers, readers)}
+    expected = {
+        hasher.digest(parse_identity_number(n)): r for n, r in zip(numbers, readers, strict=True)
+    }
     assert dict(rows) == expected
     for digest, _ in rows:
         assert HEX64.fullmatch(digest)

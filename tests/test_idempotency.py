@@ -80,7 +80,12 @@ def _register_reader(app: Circulation, **kw: Any) -> Result:
 
 def _join_library(app: Circulation, **kw: Any) -> Result:
     return app.join_library(
-        code="CQ-500104", name="大渡口区图书馆", region="chongqing", level="county", actor=ADMIN, **kw
+        code="CQ-500104",
+        name="大渡口区图书馆",
+        region="chongqing",
+        level="county",
+        actor=ADMIN,
+        **kw,
     )
 
 

@@ -278,7 +278,7 @@ def test_occurred_in_the_future(app: Circulation, dsn: str) -> None:
 def test_naive_occurred_at(app: Circulation, dsn: str) -> None:
     reader_id = register_reader(app, 1)
     register_item(app, CHENGDU, "B1")
-    naive = datetime.now() - timedelta(minutes=5)  # noqa: DTZ005
+    naive = datetime.now() - timedelta(minutes=5)
     refused(
         dsn,
         InvalidInput,
@@ -335,16 +335,17 @@ def test_only_the_administrator_registers_libraries(app: Circulation, dsn: str) 
         dsn,
         NotPermitted,
         lambda: app.join_library(
-            code="SC-510500", name="泸州市图书馆", region="sichuan", level="prefecture",
+            code="SC-510500",
+            name="泸州市图书馆",
+            region="sichuan",
+            level="prefecture",
             actor=newcomer,
         ),
     )
     refused(
         dsn,
         NotPermitted,
-        lambda: app.change_policy(
-            library=CHENGDU, policy={"loan_days": 90}, actor=desk(CHENGDU)
-        ),
+        lambda: app.change_policy(library=CHENGDU, policy={"loan_days": 90}, actor=desk(CHENGDU)),
     )
 
 
@@ -450,7 +451,9 @@ def test_borrow_records_the_envelope_and_both_aggregates(app: Circulation, dsn: 
     assert count_events(dsn) == before + 2
     borrowed = stream(app, item_id(CHENGDU, "B1"))[-1]
     assert isinstance(borrowed, Item.Borrowed)
-    assert_envelope(borrowed, library=CHENGDU, owner=CHENGDU, holding=CHENGDU, command_id="borrow-1")
+    assert_envelope(
+        borrowed, library=CHENGDU, owner=CHENGDU, holding=CHENGDU, command_id="borrow-1"
+    )
     assert borrowed.reader_id == reader_id
     assert str(borrowed.loan_id) == result.outcome["loan_id"]
     opened = stream(app, reader_id)[-1]
