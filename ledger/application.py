@@ -554,15 +554,18 @@ class Circulation(Application):
         with self._cache_lock:
             return {i: self._cache[i] for i in ids if i in self._cache}
 
-    def _remember(self, aggregates: Iterable[Aggregate | None]) -> None:
-        """Cache committed states (copies), keeping the newest version of each."""
+    def _remember(self, aggregates: Iterable[Aggregate | None], *, owned: bool = False) -> None:
+        """Cache committed states, keeping the newest version of each.
+
+        ``owned``: the caller hands the objects over (a finished batch), so no copy is needed.
+        """
         with self._cache_lock:
             for aggregate in aggregates:
                 if aggregate is None or aggregate.pending_events:
                     continue
                 cached = self._cache.get(aggregate.id)
                 if cached is None or cached.version < aggregate.version:
-                    self._cache[aggregate.id] = _clone(aggregate)
+                    self._cache[aggregate.id] = aggregate if owned else _clone(aggregate)
                 self._cache.move_to_end(aggregate.id)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -702,8 +705,10 @@ class Circulation(Application):
             results[index] = _Saved(outcome, len(new_events))
 
         if events:
-            self.save(*events, write_set=write_set)
-            self._remember(work.saved())
+            # Straight to the event store: Application.save would re-collect the events
+            # through runtime Protocol checks and notify in-process followers we have none of.
+            self.events.put(events, write_set=write_set)
+            self._remember(work.saved(), owned=True)
         self._late_twins(batch, results)
         return self._answers(batch, results, write_set.notification_ids)
 

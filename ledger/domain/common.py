@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
 
@@ -20,10 +21,12 @@ CLOCK_SKEW = timedelta(minutes=2)
 NAMESPACE = uuid5(NAMESPACE_URL, "https://tongjie.example/ledger")
 
 
+@lru_cache(maxsize=4096)
 def library_id(code: str) -> UUID:
     return uuid5(NAMESPACE, f"library/{code}")
 
 
+@lru_cache(maxsize=65536)
 def item_id(owner: str, barcode: str) -> UUID:
     """Barcodes are unique only inside one library, so the owner is part of the identity."""
     return uuid5(NAMESPACE, f"item/{owner}/{barcode}")
