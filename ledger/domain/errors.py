@@ -20,8 +20,11 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
+    """The request was well formed, but a value breaks a rule (a bad identity number,
+    a date in the future, a transfer to the library it is at)."""
+
     code = "invalid-input"
-    status = 400
+    status = 422  # 400 is kept for requests that do not match the published schema
 
 
 class InvalidIdentityNumber(InvalidInput):
@@ -35,44 +38,64 @@ class InvalidIdentityNumber(InvalidInput):
 
 
 class OccurredInFuture(InvalidInput):
+    """occurred_at is later than the ledger's clock (beyond the allowed desk clock skew)."""
+
     code = "occurred-in-future"
 
 
 class NotFound(DomainError):
+    """A library, item, reader, loan or transfer the command names does not exist."""
+
     code = "not-found"
     status = 404
 
 
 class UnknownLibrary(NotFound):
+    """No member library has this code."""
+
     code = "unknown-library"
 
 
 class UnknownItem(NotFound):
+    """The owner library registered no item with this barcode."""
+
     code = "unknown-item"
 
 
 class UnknownReader(NotFound):
+    """No reader is registered under this reader_id or identity number."""
+
     code = "unknown-reader"
 
 
 class UnknownLoan(NotFound):
+    """No open loan has this loan_id."""
+
     code = "unknown-loan"
 
 
 class UnknownTransfer(NotFound):
+    """No open transfer has this transfer_id."""
+
     code = "unknown-transfer"
 
 
 class AlreadyExists(DomainError):
+    """The record the command would create exists already."""
+
     code = "already-exists"
     status = 409
 
 
 class DuplicateLibrary(AlreadyExists):
+    """A library with this code is registered already."""
+
     code = "duplicate-library"
 
 
 class DuplicateItem(AlreadyExists):
+    """The owner registered an item with this barcode already."""
+
     code = "duplicate-item"
 
 
@@ -84,47 +107,69 @@ class StateConflict(DomainError):
 
 
 class ItemNotAvailable(StateConflict):
+    """The item is not on shelf at the library that wants to lend or ship it."""
+
     code = "item-not-available"
 
 
 class ItemNotOnLoan(StateConflict):
+    """The item is not on loan, so it cannot be returned or have its loan changed."""
+
     code = "item-not-on-loan"
 
 
 class ItemInTransit(StateConflict):
+    """The item is travelling between libraries; receive or cancel the transfer first."""
+
     code = "item-in-transit"
 
 
 class ItemNotInTransit(StateConflict):
+    """The item is not in transit under this transfer."""
+
     code = "item-not-in-transit"
 
 
 class ItemWithdrawn(StateConflict):
+    """The item was withdrawn from circulation."""
+
     code = "item-withdrawn"
 
 
 class ItemNotLost(StateConflict):
+    """The item is not recorded as lost, so it cannot be found."""
+
     code = "item-not-lost"
 
 
 class LibraryNotCirculating(StateConflict):
+    """The library is a member but does not circulate items yet."""
+
     code = "library-not-circulating"
 
 
 class RuleBroken(DomainError):
+    """A circulation rule refuses the command."""
+
     code = "rule-broken"
     status = 422
 
 
 class ReaderOverLimit(RuleBroken):
+    """The reader has as many open loans as the consortium allows."""
+
     code = "reader-over-limit"
 
 
 class ReaderBlocked(RuleBroken):
+    """The reader is blocked and may not borrow."""
+
     code = "reader-blocked"
 
 
 class RenewalNotAllowed(RuleBroken):
+    """The lending library's policy allows no further renewal of this loan."""
+
     code = "renewal-not-allowed"
 
 
@@ -136,6 +181,8 @@ class WrongLibrary(DomainError):
 
 
 class NotPermitted(DomainError):
+    """This library (or key) may not do this to this item, reader or library."""
+
     code = "not-permitted"
     status = 403
 
