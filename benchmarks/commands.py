@@ -7,7 +7,7 @@ off: each caller borrows and returns its own items, so the rules run for real an
 nothing is refused. Prints rates and ratios; targets (issue 2) are ≥ 1,000 commands/s
 at 16 callers and ≥ 0.4 × the baseline.
 
-    python benchmarks/commands.py [--callers 16] [--seconds 10]
+    python -m benchmarks.commands [--callers 16] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import argparse
 import threading
 import time
 from collections.abc import Callable
+from uuid import UUID
 
 from psycopg_pool import ConnectionPool
+from stdnum.cn import ric
 
 from benchmarks._db import scratch_database
 from ledger.application import Circulation
-from ledger.domain.common import Actor
+from ledger.domain.common import Actor, library_id
 from ledger.domain.identity import IdentityHasher
 from ledger.store import eventsourcing_env
 
@@ -76,6 +78,7 @@ def baseline(dsn: str, callers: int, seconds: float) -> float:
 
 
 def ledger_rate(dsn: str, callers: int, seconds: float, group_commit: bool, tag: str) -> float:
+    """Commands per second: each caller borrows and returns its own item, over and over."""
     app = Circulation(
         eventsourcing_env(dsn, pool_size=callers),
         hasher=IdentityHasher(b"k" * 32),
@@ -83,37 +86,16 @@ def ledger_rate(dsn: str, callers: int, seconds: float, group_commit: bool, tag:
         group_commit=group_commit,
     )
     try:
-        for code in (HOME, AWAY):
-            app.join_library(
-                code=code,
-                name=code,
-                region="sichuan",
-                level="county",
-                actor=ADMIN,
-                policy={"return_mode": "float"},
-                command_id=f"{tag}-join-{code}",
-            ) if app.load([_lib(code)])[_lib(code)] is None else None
         home = Actor("key:home", HOME)
-        readers = []
-        for i in range(callers):
-            number = _number(i)
-            r = app.register_reader(
-                document="resident_id", number=number, home_library=HOME, actor=home
-            )
-            readers.append(r.outcome["reader_id"])
-        for i in range(callers):
-            app.register_item(owner=HOME, barcode=f"{tag}-{i}", actor=home)
+        readers, barcodes = _prepare(app, callers, tag, home)
 
         def work(i: int, keep_going: Callable[[], bool]) -> int:
-            from uuid import UUID
-
-            reader = UUID(readers[i])
             n = 0
             while keep_going():
                 app.borrow(
-                    owner=HOME, barcode=f"{tag}-{i}", library=HOME, reader_id=reader, actor=home
+                    owner=HOME, barcode=barcodes[i], library=HOME, reader_id=readers[i], actor=home
                 )
-                app.return_item(owner=HOME, barcode=f"{tag}-{i}", library=HOME, actor=home)
+                app.return_item(owner=HOME, barcode=barcodes[i], library=HOME, actor=home)
                 n += 2
             return n
 
@@ -122,15 +104,34 @@ def ledger_rate(dsn: str, callers: int, seconds: float, group_commit: bool, tag:
         app.close()
 
 
-def _lib(code: str):
-    from ledger.domain.common import library_id
-
-    return library_id(code)
+def _prepare(app: Circulation, callers: int, tag: str, home: Actor) -> tuple[list[UUID], list[str]]:
+    """The libraries (once per database), one reader and one item per caller."""
+    for code in (HOME, AWAY):
+        if app.load([library_id(code)])[library_id(code)] is None:
+            app.join_library(
+                code=code,
+                name=code,
+                region="sichuan",
+                level="county",
+                policy={"return_mode": "float"},
+                actor=ADMIN,
+            )
+    readers = [
+        UUID(
+            app.register_reader(
+                document="resident_id", number=_number(i), home_library=HOME, actor=home
+            ).outcome["reader_id"]
+        )
+        for i in range(callers)
+    ]
+    barcodes = [f"{tag}-{i}" for i in range(callers)]
+    for barcode in barcodes:
+        app.register_item(owner=HOME, barcode=barcode, actor=home)
+    return readers, barcodes
 
 
 def _number(i: int) -> str:
-    from stdnum.cn import ric
-
+    """A valid identity number per caller (Chengdu Wuhou district, born 1990)."""
     body = f"510104199001{(i % 28) + 1:02d}{i % 1000:03d}"
     return body + ric.calc_check_digit(body + "0")
 
