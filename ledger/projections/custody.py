@@ -1,0 +1,136 @@
+"""item_custody: which library held each item when, for "what did X hold at instant T".
+
+An item is held on a library's shelf (``shelf``: on the shelf or waiting there to be
+shipped) or on loan from its desk (``loan``); in transit, lost or withdrawn it is held
+by no one. Each change closes the item's current interval (emitted to the append-only
+``item_custody``, streamed out during a rebuild) and opens the next one
+(``item_custody_open``, one row per item: live state). Times are ``occurred_at``,
+but never earlier than the item's previous event: a desk that syncs late cannot make
+an interval end before it began.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from ledger.projections.base import Projection, Rows, Table
+from ledger.projections.records import Record
+
+NAME = "item_custody"
+OPEN = "item_custody_open"
+SHELF, LOAN = "shelf", "loan"
+
+
+class IntervalRow(NamedTuple):
+    item_id: UUID
+    owner: str
+    holder: str
+    held_as: str
+    valid_from: datetime
+    valid_to: datetime
+    from_version: int
+    to_version: int
+
+
+class OpenRow(NamedTuple):
+    item_id: UUID
+    owner: str
+    holder: str | None
+    held_as: str | None
+    valid_from: datetime
+    from_version: int
+
+
+def _hold(r: Record, rows: Rows, holder: str | None, held_as: str | None) -> None:
+    current: OpenRow | None = rows.get(OPEN, r.originator_id)
+    if current is None:
+        return
+    if (holder, held_as) == (current.holder, current.held_as):
+        return
+    at = max(r.data["occurred_at"], current.valid_from)
+    if current.holder is not None and current.held_as is not None:
+        rows.emit(
+            NAME,
+            IntervalRow(
+                current.item_id,
+                current.owner,
+                current.holder,
+                current.held_as,
+                current.valid_from,
+                at,
+                current.from_version,
+                r.version,
+            ),
+        )
+    rows.put(
+        OPEN,
+        r.originator_id,
+        OpenRow(current.item_id, current.owner, holder, held_as, at, r.version),
+    )
+
+
+def _registered(r: Record, rows: Rows) -> None:
+    owner = r.data["owner"]
+    rows.put(
+        OPEN,
+        r.originator_id,
+        OpenRow(r.originator_id, owner, owner, SHELF, r.data["occurred_at"], r.version),
+    )
+
+
+def _on_loan(r: Record, rows: Rows) -> None:
+    _hold(r, rows, r.data["library"], LOAN)
+
+
+def _on_shelf(r: Record, rows: Rows) -> None:
+    """Returned, received, received unannounced, found: on the shelf where it happened."""
+    _hold(r, rows, r.data["library"], SHELF)
+
+
+def _gone(r: Record, rows: Rows) -> None:
+    """Dispatched, lost, withdrawn: held by no one."""
+    _hold(r, rows, None, None)
+
+
+def _cancelled(r: Record, rows: Rows) -> None:
+    _hold(r, rows, r.data["holding"], SHELF)  # back with the sender (its custodian in transit)
+
+
+def _corrected(r: Record, rows: Rows) -> None:
+    location = r.data["changes"].get("location")
+    if location is not None:
+        _hold(r, rows, location, SHELF)
+
+
+HANDLERS = {
+    "Item.Registered": _registered,
+    "Item.Borrowed": _on_loan,
+    "Item.Returned": _on_shelf,
+    "Item.TransferDispatched": _gone,
+    "Item.TransferReceived": _on_shelf,
+    "Item.TransferCancelled": _cancelled,
+    "Item.ReceivedUnannounced": _on_shelf,
+    "Item.DeclaredLost": _gone,
+    "Item.Found": _on_shelf,
+    "Item.Withdrawn": _gone,
+    "Item.Corrected": _corrected,
+}
+
+
+def _touches(r: Record) -> Iterable[tuple[str, Any]]:
+    return ((OPEN, r.originator_id),)
+
+
+PROJECTION = Projection(
+    NAME,
+    (
+        Table(NAME, IntervalRow, log=True),
+        Table(OPEN, OpenRow, key=("item_id",)),
+    ),
+    HANDLERS,
+    _touches,
+    description="which library held each item when (for holdings as of an instant)",
+)
