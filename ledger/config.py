@@ -17,6 +17,9 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_POOL_SIZE", "8", "database connections kept open per process"),
     ("LEDGER_LOAN_LIMIT", "20", "open loans allowed per reader, consortium-wide"),
     ("LEDGER_GROUP_COMMIT", "on", "save commands arriving together in one transaction"),
+    ("LEDGER_TRANSIT_OVERDUE_DAYS", "7", "a shipment not received after this many days is overdue"),
+    ("LEDGER_READ_WAIT", "5", "seconds a query with after=POSITION waits for the projections"),
+    ("LEDGER_PROJECTION_BATCH", "2000", "events the projection worker folds per transaction"),
 )
 
 
@@ -32,6 +35,9 @@ class Settings:
     pool_size: int = 8
     loan_limit: int = 20
     group_commit: bool = True
+    transit_overdue_days: int = 7
+    read_wait: float = 5.0
+    projection_batch: int = 2000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,4 +52,9 @@ class Settings:
             pool_size=int(env.get("LEDGER_POOL_SIZE", defaults.pool_size)),
             loan_limit=int(env.get("LEDGER_LOAN_LIMIT", defaults.loan_limit)),
             group_commit=_flag(env.get("LEDGER_GROUP_COMMIT", "on")),
+            transit_overdue_days=int(
+                env.get("LEDGER_TRANSIT_OVERDUE_DAYS", defaults.transit_overdue_days)
+            ),
+            read_wait=float(env.get("LEDGER_READ_WAIT", defaults.read_wait)),
+            projection_batch=int(env.get("LEDGER_PROJECTION_BATCH", defaults.projection_batch)),
         )
