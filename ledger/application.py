@@ -24,10 +24,12 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from ledger import commands as c
 from ledger.config import Settings
 from ledger.domain.common import Actor, Context, check_occurred_at, item_id
+from ledger.domain.disputes import Dispute
 from ledger.domain.errors import (
     ConcurrencyConflict,
     DomainError,
     IdempotencyKeyReused,
+    UnknownDispute,
     UnknownLoan,
     UnknownReader,
     UnknownTransfer,
@@ -472,6 +474,149 @@ class Circulation(Application):
                 **envelope,
             )
         )
+
+    # ------------------------------------------------------------ disputes
+
+    def open_dispute(
+        self,
+        *,
+        owner: str,
+        barcode: str,
+        kind: str,
+        other_party: str,
+        statement: str,
+        library: str,
+        actor: Actor,
+        dispute_id: UUID | None = None,
+        trigger: str | None = None,
+        reference_id: UUID | None = None,
+        **envelope: Any,
+    ) -> Result:
+        """Both parties must appear in the item's history: looked up here, checked in the rule."""
+        from ledger.disputes.evidence import involved_libraries
+
+        return self.execute(
+            c.OpenDispute(
+                owner=owner,
+                barcode=barcode,
+                kind=kind,
+                other_party=other_party,
+                statement=statement,
+                dispute_id=dispute_id,
+                trigger=trigger,
+                reference_id=reference_id,
+                involved=involved_libraries(self, item_id(owner, barcode)),
+                library=library,
+                actor=actor,
+                **envelope,
+            )
+        )
+
+    def add_statement(
+        self, *, dispute_id: UUID, text: str, library: str, actor: Actor, **envelope: Any
+    ) -> Result:
+        return self.execute(
+            c.AddStatement(
+                dispute_id=dispute_id, text=text, library=library, actor=actor, **envelope
+            )
+        )
+
+    def add_attachment(
+        self,
+        *,
+        dispute_id: UUID,
+        uri: str,
+        sha256: str,
+        library: str,
+        actor: Actor,
+        description: str = "",
+        **envelope: Any,
+    ) -> Result:
+        return self.execute(
+            c.AddAttachment(
+                dispute_id=dispute_id,
+                uri=uri,
+                sha256=sha256,
+                description=description,
+                library=library,
+                actor=actor,
+                **envelope,
+            )
+        )
+
+    def resolve_dispute(
+        self,
+        *,
+        dispute_id: UUID,
+        liable_library: str | None,
+        compensation: str,
+        text: str,
+        actor: Actor,
+        library: str | None = None,
+        **envelope: Any,
+    ) -> Result:
+        """The administrator rules; ``library`` defaults to the desk that opened the case."""
+        if library is None:
+            library = actor.library or self._dispute_opener(dispute_id)
+        return self.execute(
+            c.ResolveDispute(
+                dispute_id=dispute_id,
+                liable_library=liable_library,
+                compensation=compensation,
+                text=text,
+                library=library,
+                actor=actor,
+                **envelope,
+            )
+        )
+
+    def withdraw_dispute(
+        self,
+        *,
+        dispute_id: UUID,
+        reason: str,
+        actor: Actor,
+        library: str | None = None,
+        **envelope: Any,
+    ) -> Result:
+        if library is None:
+            library = actor.library or self._dispute_opener(dispute_id)
+        return self.execute(
+            c.WithdrawDispute(
+                dispute_id=dispute_id, reason=reason, library=library, actor=actor, **envelope
+            )
+        )
+
+    def claim_returned(
+        self,
+        *,
+        owner: str,
+        barcode: str,
+        returned_at: str,
+        library: str,
+        actor: Actor,
+        claimed_on: str | None = None,
+        statement: str = "",
+        **envelope: Any,
+    ) -> Result:
+        return self.execute(
+            c.ClaimReturned(
+                owner=owner,
+                barcode=barcode,
+                returned_at=returned_at,
+                claimed_on=claimed_on,
+                statement=statement,
+                library=library,
+                actor=actor,
+                **envelope,
+            )
+        )
+
+    def _dispute_opener(self, dispute_id: UUID) -> str:
+        dispute = self.load([dispute_id])[dispute_id]
+        if not isinstance(dispute, Dispute):
+            raise UnknownDispute(f"no dispute {dispute_id}", field="dispute_id")
+        return dispute.opened_by
 
     # -------------------------------------------------------------- queries
 

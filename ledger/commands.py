@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
 from ledger.domain.common import Actor, item_id, library_id
+from ledger.domain.disputes import return_claim_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,3 +213,86 @@ def _loan_reader(loaded: Mapping[UUID, Any], item: UUID) -> set[UUID]:
     aggregate = loaded.get(item)
     loan = getattr(aggregate, "loan", None)
     return {loan.reader_id} if loan is not None else set()
+
+
+# --------------------------------------------------------------- disputes
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenDispute(ItemCommand):
+    """``library`` opens a dispute about the item against ``other_party``.
+
+    ``involved`` (every library the item's history names) is looked up by the
+    application, not sent by the caller: it is left out of the fingerprint.
+    """
+
+    name = "open_dispute"
+    kind: str
+    other_party: str
+    statement: str
+    dispute_id: UUID | None = None  # None: a fresh id; the sweep derives one from its trigger
+    trigger: str | None = None
+    reference_id: UUID | None = None
+    involved: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def aggregate_ids(self) -> set[UUID]:
+        ids = super().aggregate_ids() | {library_id(self.other_party)}
+        return ids | ({self.dispute_id} if self.dispute_id else set())
+
+    def fingerprint(self) -> str:
+        if self.digest:
+            return self.digest
+        return Command.fingerprint(replace(self, involved=frozenset()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisputeCommand(Command):
+    dispute_id: UUID
+
+    def aggregate_ids(self) -> set[UUID]:
+        return super().aggregate_ids() | {self.dispute_id}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddStatement(DisputeCommand):
+    name = "add_statement"
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddAttachment(DisputeCommand):
+    name = "add_attachment"
+    uri: str
+    sha256: str
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolveDispute(DisputeCommand):
+    name = "resolve_dispute"
+    liable_library: str | None
+    compensation: str  # CNY, a decimal string
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WithdrawDispute(DisputeCommand):
+    name = "withdraw_dispute"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimReturned(ItemCommand):
+    """A reader says the item on loan was returned at ``returned_at``."""
+
+    name = "claim_returned"
+    returned_at: str
+    claimed_on: str | None = None  # ISO date the reader names
+    statement: str = ""
+
+    def aggregate_ids(self) -> set[UUID]:
+        return super().aggregate_ids() | {library_id(self.returned_at)}
+
+    def dependent_ids(self, loaded: Mapping[UUID, Any]) -> set[UUID]:
+        loan = getattr(loaded.get(self.item_id), "loan", None)
+        return {return_claim_id(loan.loan_id)} if loan is not None else set()

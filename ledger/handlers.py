@@ -9,6 +9,7 @@ rule before triggering an event, so a handler that raises changed nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
@@ -16,11 +17,16 @@ from eventsourcing.domain import Aggregate
 
 from ledger import commands as c
 from ledger.domain.common import Context, library_id
+from ledger.domain.disputes import Dispute, ReturnClaim, return_claim_id
 from ledger.domain.errors import (
+    DuplicateDispute,
     DuplicateItem,
     DuplicateLibrary,
+    DuplicateReturnClaim,
     InvalidInput,
+    ItemNotOnLoan,
     NotPermitted,
+    UnknownDispute,
     UnknownItem,
     UnknownLibrary,
     UnknownReader,
@@ -289,6 +295,118 @@ def correct(cmd: c.Correct, ctx: Context, work: Work) -> Outcome:
     return {"item_id": str(item.id), "corrects_version": cmd.corrects_version}
 
 
+def open_dispute(cmd: c.OpenDispute, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    _library(work, cmd.other_party, field="other_party")
+    item = _item(work, cmd)
+    dispute_id = cmd.dispute_id or uuid4()
+    if work.get(dispute_id) is not None:
+        raise DuplicateDispute(f"dispute {dispute_id} is already open", field="dispute_id")
+    dispute = Dispute.open(
+        dispute_id,
+        item_id=item.id,
+        owner=item.owner,
+        barcode=item.barcode,
+        kind=cmd.kind,
+        other_party=cmd.other_party,
+        statement=cmd.statement,
+        involved=cmd.involved,
+        trigger=cmd.trigger,
+        reference_id=cmd.reference_id,
+        **_env(ctx),
+    )
+    work.add(dispute)
+    return _dispute_outcome(dispute)
+
+
+def _dispute(work: Work, dispute_id: UUID) -> Dispute:
+    dispute = work.get(dispute_id)
+    if not isinstance(dispute, Dispute):
+        raise UnknownDispute(f"no dispute {dispute_id}", field="dispute_id")
+    return dispute
+
+
+def _dispute_outcome(dispute: Dispute) -> Outcome:
+    return {
+        "dispute_id": str(dispute.id),
+        "item_id": str(dispute.item_id),
+        "kind": str(dispute.kind),
+        "status": str(dispute.status),
+        "parties": list(dispute.parties),
+    }
+
+
+def add_statement(cmd: c.AddStatement, ctx: Context, work: Work) -> Outcome:
+    dispute = _dispute(work, cmd.dispute_id)
+    dispute.add_statement(cmd.text, **_env(ctx))
+    return {**_dispute_outcome(dispute), "statements": len(dispute.statements)}
+
+
+def add_attachment(cmd: c.AddAttachment, ctx: Context, work: Work) -> Outcome:
+    dispute = _dispute(work, cmd.dispute_id)
+    dispute.add_attachment(cmd.uri, cmd.sha256, cmd.description, **_env(ctx))
+    return {**_dispute_outcome(dispute), "attachments": len(dispute.attachments)}
+
+
+def resolve_dispute(cmd: c.ResolveDispute, ctx: Context, work: Work) -> Outcome:
+    dispute = _dispute(work, cmd.dispute_id)
+    dispute.resolve(
+        cmd.liable_library, cmd.compensation, cmd.text, as_admin=cmd.actor.is_admin, **_env(ctx)
+    )
+    assert dispute.resolution is not None
+    return {
+        **_dispute_outcome(dispute),
+        "liable_library": dispute.resolution.liable_library,
+        "compensation_cny": str(dispute.resolution.compensation_cny),
+    }
+
+
+def withdraw_dispute(cmd: c.WithdrawDispute, ctx: Context, work: Work) -> Outcome:
+    dispute = _dispute(work, cmd.dispute_id)
+    dispute.withdraw(cmd.reason, as_admin=cmd.actor.is_admin, **_env(ctx))
+    return _dispute_outcome(dispute)
+
+
+def claim_returned(cmd: c.ClaimReturned, ctx: Context, work: Work) -> Outcome:
+    _library(work, cmd.library)
+    _library(work, cmd.returned_at, field="returned_at")
+    item = _item(work, cmd)
+    if item.loan is None:
+        raise ItemNotOnLoan(
+            f"item {item.owner}/{item.barcode} is not on loan: there is no return to claim",
+            field="barcode",
+        )
+    claim_id = return_claim_id(item.loan.loan_id)
+    if work.get(claim_id) is not None:
+        raise DuplicateReturnClaim(
+            f"a return was already claimed for loan {item.loan.loan_id}", field="barcode"
+        )
+    if cmd.claimed_on is not None:
+        try:
+            date.fromisoformat(cmd.claimed_on)
+        except ValueError:
+            raise InvalidInput("claimed_on is a date like 2026-11-25", field="claimed_on") from None
+    claim = ReturnClaim.record(
+        item_id=item.id,
+        owner=item.owner,
+        barcode=item.barcode,
+        loan_id=item.loan.loan_id,
+        lending_library=item.loan.library,
+        returned_at=cmd.returned_at,
+        claimed_on=cmd.claimed_on,
+        statement=cmd.statement,
+        **_env(ctx),
+    )
+    work.add(claim)
+    return {
+        "claim_id": str(claim.id),
+        "item_id": str(item.id),
+        "loan_id": str(claim.loan_id),
+        "lending_library": claim.lending_library,
+        "returned_at": claim.returned_at,
+    }
+
+
 def _admin_bypass(cmd: c.Command) -> dict[str, bool]:
     return {"as_admin": True} if cmd.actor.is_admin else {}
 
@@ -312,4 +430,10 @@ HANDLERS: dict[type[c.Command], Callable[[Any, Context, Work], Outcome]] = {
     c.Found: found,
     c.Withdraw: withdraw,
     c.Correct: correct,
+    c.OpenDispute: open_dispute,
+    c.AddStatement: add_statement,
+    c.AddAttachment: add_attachment,
+    c.ResolveDispute: resolve_dispute,
+    c.WithdrawDispute: withdraw_dispute,
+    c.ClaimReturned: claim_returned,
 }

@@ -187,6 +187,39 @@ class NotPermitted(DomainError):
     status = 403
 
 
+class AdministratorOnly(NotPermitted):
+    """Only the consortium administrator may do this (resolve a dispute)."""
+
+    code = "administrator-only"
+
+
+class UnknownDispute(NotFound):
+    code = "unknown-dispute"
+
+
+class NotADisputeParty(DomainError):
+    """The library is not a party: it never handled the item, or is not in this dispute."""
+
+    code = "not-a-dispute-party"
+    status = 403
+
+
+class DuplicateDispute(AlreadyExists):
+    code = "duplicate-dispute"
+
+
+class DuplicateReturnClaim(AlreadyExists):
+    """A return was already claimed for this loan."""
+
+    code = "duplicate-return-claim"
+
+
+class DisputeClosed(StateConflict):
+    """The dispute was resolved or withdrawn; it takes no more statements or rulings."""
+
+    code = "dispute-closed"
+
+
 class ConcurrencyConflict(DomainError):
     """Another command changed the same item first; retry with fresh state."""
 
