@@ -20,6 +20,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_TRANSIT_OVERDUE_DAYS", "7", "a shipment not received after this many days is overdue"),
     ("LEDGER_READ_WAIT", "5", "seconds a query with after=POSITION waits for the projections"),
     ("LEDGER_PROJECTION_BATCH", "2000", "events the projection worker folds per transaction"),
+    ("LEDGER_CLAIM_DAYS", "14", "a claimed return still on loan after this many days is disputed"),
 )
 
 
@@ -38,6 +39,7 @@ class Settings:
     transit_overdue_days: int = 7
     read_wait: float = 5.0
     projection_batch: int = 2000
+    claim_days: int = 14
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -57,4 +59,5 @@ class Settings:
             ),
             read_wait=float(env.get("LEDGER_READ_WAIT", defaults.read_wait)),
             projection_batch=int(env.get("LEDGER_PROJECTION_BATCH", defaults.projection_batch)),
+            claim_days=int(env.get("LEDGER_CLAIM_DAYS", defaults.claim_days)),
         )

@@ -1,0 +1,199 @@
+"""Disputes between libraries: list, evidence file, sweep, settlement sheet, ruling.
+
+Reachable as ``tongjie disputes …`` and ``tongjie dispute …`` (``tongjie dispute
+evidence ID`` reads best in the singular). The CLI acts as the operator named by
+``--operator`` (the consortium administrator's side); desks use the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import click
+
+from ledger.cli import main, open_ledger
+from ledger.config import Settings
+
+OPERATOR = click.option(
+    "--operator", default="admin:cli", show_default=True, help="Recorded as recorded_by."
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def _fail(error: Exception) -> click.ClickException:
+    return click.ClickException(getattr(error, "message", str(error)))
+
+
+@click.group()
+def disputes() -> None:
+    """Disputes between libraries about one item, and their evidence."""
+
+
+main.add_command(disputes, "disputes")
+main.add_command(disputes, "dispute")
+
+
+@disputes.command("list")
+@click.option("--open", "only_open", is_flag=True, help="Only disputes still open.")
+@click.option("--library", metavar="CODE", help="Only disputes this library is a party to.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def list_(settings: Settings, only_open: bool, library: str | None, limit: int, fmt: str) -> None:
+    """List disputes, newest first."""
+    from ledger.disputes.queries import list_disputes
+    from ledger.domain.errors import DomainError
+
+    with open_ledger(settings) as app:
+        try:
+            page = list_disputes(app, only_open=only_open, library=library, limit=limit)
+        except DomainError as error:
+            raise _fail(error) from None
+    if fmt == "json":
+        click.echo(_json(page))
+        return
+    rows = page["disputes"]
+    if not rows:
+        click.echo("no disputes")
+        return
+    for d in rows:
+        auto = " (auto)" if d["automatic"] else ""
+        ruling = (
+            f" liable={d['liable_library'] or 'nobody'} ¥{d['compensation_cny']}"
+            if d["status"] == "resolved"
+            else ""
+        )
+        click.echo(
+            f"{d['dispute_id']}  {d['status']:<9} {d['kind']:<16} {d['owner']}/{d['barcode']:<14}"
+            f" {d['opened_by']} vs {d['other_party']}  {d['opened_at']:%Y-%m-%d}{auto}{ruling}"
+        )
+
+
+@disputes.command()
+@click.argument("dispute_id", type=click.UUID)
+@click.option("--format", "fmt", type=click.Choice(["json", "html"]), default="json")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def evidence(settings: Settings, dispute_id: UUID, fmt: str, output: Path | None) -> None:
+    """The evidence file: the item's timeline, who recorded what when, who held it last."""
+    from ledger.disputes.evidence import build, render_html
+    from ledger.domain.errors import DomainError
+
+    with open_ledger(settings) as app:
+        try:
+            file = build(app, dispute_id)
+        except DomainError as error:
+            raise _fail(error) from None
+    text = render_html(file) if fmt == "html" else _json(file)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+@disputes.command()
+@click.option(
+    "--transfer-days", type=int, help="Days a shipment may take [LEDGER_TRANSIT_OVERDUE_DAYS]."
+)
+@click.option(
+    "--claim-days", type=int, help="Days a claimed return may stay unfound [LEDGER_CLAIM_DAYS]."
+)
+@click.pass_obj
+def sweep(settings: Settings, transfer_days: int | None, claim_days: int | None) -> None:
+    """Open disputes for shipments not received and returns claimed but not found (once each).
+
+    Safe to run as often as you like, from several machines at once.
+    """
+    from ledger.disputes.sweep import sweep as run
+
+    with open_ledger(settings) as app:
+        report = run(
+            app,
+            transfer_days=transfer_days or settings.transit_overdue_days,
+            claim_days=claim_days or settings.claim_days,
+        )
+    click.echo(f"opened {len(report.opened)} dispute(s); {report.already_open} already open")
+    for dispute_id in report.opened:
+        click.echo(f"  {dispute_id}")
+    if report.single_library_claims:
+        click.echo(f"{report.single_library_claims} claim(s) involve a single library: no dispute")
+    for code, n in sorted(report.refused.items()):
+        click.echo(f"refused ({code}): {n}")
+
+
+@disputes.command()
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--library", metavar="CODE", help="Only pairs this library is in.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def settlement(settings: Settings, start: Any, end: Any, library: str | None, fmt: str) -> None:
+    """Per pair of libraries: items lost in the other's custody, compensation resolved."""
+    from ledger.disputes.queries import settlement as sheet
+    from ledger.domain.errors import DomainError
+
+    with open_ledger(settings) as app:
+        try:
+            result = sheet(app, start.date(), end.date(), library=library)
+        except DomainError as error:
+            raise _fail(error) from None
+    if fmt == "json":
+        click.echo(_json(result))
+        return
+    click.echo(f"settlement {result['from']} … {result['to']} ({result['scope']})")
+    click.echo(f"{'payer':<14}{'payee':<14}{'items lost':>11}{'rulings':>9}{'CNY':>12}")
+    for row in result["rows"]:
+        click.echo(
+            f"{row['payer']:<14}{row['payee']:<14}{row['items_lost_in_payer_custody']:>11}"
+            f"{row['disputes_resolved']:>9}{row['compensation_cny']:>12}"
+        )
+    click.echo(f"{'total':<28}{'':>20}{result['total_compensation_cny']:>12}")
+
+
+@disputes.command("open")
+@click.option("--owner", required=True)
+@click.option("--barcode", required=True)
+@click.option("--kind", required=True, type=click.Choice(
+    ["claimed_returned", "lost_in_transit", "not_received", "damaged", "other"]))  # fmt: skip
+@click.option("--library", required=True, help="The library opening the dispute.")
+@click.option("--against", "other_party", required=True, help="The other party.")
+@click.option("--statement", required=True)
+@OPERATOR
+@click.pass_obj
+def open_(settings: Settings, operator: str, **arguments: Any) -> None:
+    """Open a dispute on a library's behalf."""
+    from ledger.domain.common import Actor
+
+    _record(settings, "open_dispute", actor=Actor(operator), **arguments)
+
+
+@disputes.command()
+@click.argument("dispute_id", type=click.UUID)
+@click.option("--liable", "liable_library", help="The liable party (omit: nobody).")
+@click.option("--compensation", default="0", show_default=True, help="CNY, e.g. 85.50")
+@click.option("--text", required=True, help="The ruling, in words.")
+@OPERATOR
+@click.pass_obj
+def resolve(settings: Settings, operator: str, **arguments: Any) -> None:
+    """Rule on a dispute (the consortium administrator)."""
+    from ledger.domain.common import Actor
+
+    _record(settings, "resolve_dispute", actor=Actor(operator), **arguments)
+
+
+def _record(settings: Settings, method: str, **arguments: Any) -> None:
+    from ledger.domain.errors import DomainError
+
+    with open_ledger(settings) as app:
+        try:
+            result = getattr(app, method)(**arguments)
+        except DomainError as error:
+            raise _fail(error) from None
+    click.echo(_json(result.outcome))
