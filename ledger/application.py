@@ -39,6 +39,8 @@ from ledger.domain.identity import DocumentKind, IdentityHasher, parse_identity_
 from ledger.domain.items import Item
 from ledger.group_commit import GroupCommitter
 from ledger.handlers import HANDLERS
+from ledger.integrity.receipts import Receipt, make_receipt
+from ledger.integrity.tables import leaves_for, ledger_id
 from ledger.recorder import CommandRow, LedgerRecorder, WriteSet, violated_constraint
 from ledger.store import EVENTS_TABLE, eventsourcing_env, identity_key, migrate, resolve_dsn
 
@@ -51,6 +53,7 @@ class Result:
     outcome: dict[str, Any]
     notification_ids: tuple[int, ...]
     replayed: bool = False  # True: a retry answered from the command log, nothing recorded
+    receipt: Receipt | None = None  # where its events sit in the Merkle tree (ledger.integrity)
 
 
 class _Poisoned(Exception):
@@ -855,7 +858,7 @@ class Circulation(Application):
             self.events.put(events, write_set=write_set)
             self._remember(work.saved(), owned=True)
         self._late_twins(batch, results)
-        return self._answers(batch, results, write_set.notification_ids)
+        return self._answers(batch, results, write_set.notification_ids, write_set)
 
     def _late_twins(self, batch: Sequence[c.Command], results: list[Any]) -> None:
         """A refusal may only mean that a twin with the same key committed meanwhile
@@ -877,6 +880,7 @@ class Circulation(Application):
         batch: Sequence[c.Command],
         results: list[Any],
         ids: list[int],
+        write_set: WriteSet | None = None,
     ) -> list[Result | BaseException]:
         answers: list[Result | BaseException] = []
         start = 0
@@ -887,6 +891,10 @@ class Circulation(Application):
                         cmd.command_id or "",
                         result.outcome,
                         tuple(ids[start : start + result.count]),
+                        receipt=make_receipt(
+                            write_set and write_set.ledger_id,
+                            write_set.leaves[start : start + result.count] if write_set else [],
+                        ),
                     )
                 )
                 start += result.count
@@ -919,7 +927,18 @@ class Circulation(Application):
         if row["command"] != cmd.name or row["fingerprint"] != cmd.fingerprint():
             return _reused(cmd)
         outcome = row["outcome"] if isinstance(row["outcome"], dict) else json.loads(row["outcome"])
-        return Result(cmd.command_id or "", outcome, tuple(row["notification_ids"]), replayed=True)
+        ids = tuple(row["notification_ids"])
+        return Result(
+            cmd.command_id or "", outcome, ids, replayed=True, receipt=self._stored_receipt(ids)
+        )
+
+    def _stored_receipt(self, ids: tuple[int, ...]) -> Receipt | None:
+        """A retry's receipt: the first answer's, read back from the chain."""
+        if not ids:
+            return None
+        with self.datastore.get_connection() as conn:
+            leaves = leaves_for(conn, ids)
+            return make_receipt(ledger_id(conn), [leaves[i] for i in ids if i in leaves])
 
 
 def _clone(aggregate: Aggregate) -> Aggregate:

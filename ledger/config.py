@@ -21,6 +21,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_READ_WAIT", "5", "seconds a query with after=POSITION waits for the projections"),
     ("LEDGER_PROJECTION_BATCH", "2000", "events the projection worker folds per transaction"),
     ("LEDGER_CLAIM_DAYS", "14", "a claimed return still on loan after this many days is disputed"),
+    ("LEDGER_SIGNING_KEY", "(generated)", "hex Ed25519 seed that signs checkpoints"),
+    ("LEDGER_CHECKPOINT_SECONDS", "300", "how often `tongjie serve` signs a checkpoint (0: never)"),
 )
 
 
@@ -40,6 +42,8 @@ class Settings:
     read_wait: float = 5.0
     projection_batch: int = 2000
     claim_days: int = 14
+    signing_key_hex: str | None = None
+    checkpoint_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,4 +64,8 @@ class Settings:
             read_wait=float(env.get("LEDGER_READ_WAIT", defaults.read_wait)),
             projection_batch=int(env.get("LEDGER_PROJECTION_BATCH", defaults.projection_batch)),
             claim_days=int(env.get("LEDGER_CLAIM_DAYS", defaults.claim_days)),
+            signing_key_hex=env.get("LEDGER_SIGNING_KEY") or None,
+            checkpoint_seconds=float(
+                env.get("LEDGER_CHECKPOINT_SECONDS", defaults.checkpoint_seconds)
+            ),
         )

@@ -3,22 +3,28 @@
 eventsourcing's PostgreSQL recorder inserts a save's events in one transaction
 under a table lock. This subclass adds, in that same transaction and after the
 notification ids are known: the idempotency rows (``command_log``), the loan and
-transfer references, and the identity links of readers.
+transfer references, and the identity links of readers; and the tamper-evidence rows
+(``ledger.integrity``): each event's leaf and chain hashes and the Merkle nodes it completes.
+The table lock serialises writers, so the chain head read in the transaction is the true
+one and the chain follows notification order across processes.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
+
+from ledger.integrity.tables import HEAD_SQL, Leaf, NewEvent, chain_new_events
 
 
 @dataclass(slots=True)
@@ -40,17 +46,25 @@ class WriteSet:
     identities: list[tuple[str, UUID]] = field(default_factory=list)
     forgotten: list[UUID] = field(default_factory=list)
     notification_ids: list[int] = field(default_factory=list)
+    leaves: list[Leaf] = field(default_factory=list)  # filled by the save: for receipts
+    ledger_id: str | None = None
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
+    #: Chain every save. Only benchmarks/verify.py turns this off, in a scratch database of
+    #: its own, to measure what the chain costs the write path; ``tongjie verify`` reports
+    #: any event stored without its chain row.
+    chain_events: bool = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._head = threading.local()  # the chain-head cursor of the save in progress
         # Column arrays instead of eventsourcing's array of composites: psycopg sends
         # them without escaping every bytea into composite text (a third of the save).
         self.insert_events_statement = SQL(
             "INSERT INTO {table} (originator_id, originator_version, topic, state)"
             " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
-            " RETURNING notification_id"
+            " RETURNING notification_id, recorded_at"
         ).format(table=Identifier(self.events_table_name))
 
     def _insert_stored_events(
@@ -71,6 +85,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
             ),
             prepare=True,
         )
+        if self.chain_events:  # pipelined after the lock and the INSERT: no extra round trip
+            head = curs.connection.cursor(row_factory=tuple_row)
+            head.execute(HEAD_SQL, prepare=True)
+            self._head.cursor = head
 
     def _fetch_ids_after_insert_events(
         self,
@@ -78,11 +96,26 @@ class LedgerRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        rows = curs.fetchall()
+        if len(rows) != len(stored_events):
+            raise ProgrammingError(
+                f"got {len(rows)} notification ids for {len(stored_events)} events"
+            )
+        ids = [row["notification_id"] for row in rows]
         write_set: WriteSet | None = kwargs.get("write_set")
-        if write_set is not None and ids is not None:
-            write_set.notification_ids = list(ids)
-            self._write_rows(curs, write_set, list(ids))
+        leaves: list[Leaf] = []
+        ledger_id = None
+        if self.chain_events:
+            head = self._head.__dict__.pop("cursor")
+            head_rows = head.fetchall()
+            head.close()
+            ledger_id = next((bytes(h).decode() for lv, _, h in head_rows if lv == -2), None)
+            leaves = chain_new_events(curs, head_rows, _new_events(stored_events, rows))
+        if write_set is not None:
+            write_set.notification_ids = ids
+            write_set.leaves = leaves
+            write_set.ledger_id = ledger_id
+            self._write_rows(curs, write_set, ids)
         return ids
 
     def _write_rows(self, curs: Cursor[DictRow], ws: WriteSet, ids: list[int]) -> None:
@@ -120,6 +153,23 @@ class LedgerRecorder(PostgresApplicationRecorder):
             )
         if ws.forgotten:
             curs.execute("DELETE FROM reader_identities WHERE reader_id = ANY(%s)", (ws.forgotten,))
+
+
+def _new_events(stored_events: Sequence[StoredEvent], rows: Sequence[DictRow]) -> list[NewEvent]:
+    """The save's events with what the INSERT returned, in notification order."""
+    new = [
+        NewEvent(
+            row["notification_id"],
+            e.originator_id if isinstance(e.originator_id, UUID) else UUID(e.originator_id),
+            e.originator_version,
+            e.topic,
+            e.state,
+            row["recorded_at"],
+        )
+        for e, row in zip(stored_events, rows, strict=True)
+    ]
+    new.sort(key=lambda n: n.notification_id)
+    return new
 
 
 def violated_constraint(error: BaseException) -> str | None:

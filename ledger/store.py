@@ -104,17 +104,32 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection:
 
 def identity_key(settings: Settings) -> bytes:
     """The HMAC key for identity numbers: from the environment, else generated once."""
-    if settings.identity_key_hex:
-        key = bytes.fromhex(settings.identity_key_hex)
-    else:
-        path = settings.data_dir / "identity.key"
-        if not path.exists():
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-            log.warning("generated a new identity key at %s; back it up", path)
-        key = bytes.fromhex(path.read_text().strip())
+    key = _key(settings.identity_key_hex, settings.data_dir / "identity.key", "identity")
     if len(key) < 16:
         raise ValueError("LEDGER_IDENTITY_KEY must be at least 16 bytes (32 hex characters)")
     return key
+
+
+def signing_key_seed(settings: Settings) -> bytes:
+    """The Ed25519 seed that signs checkpoints: from the environment, else generated once."""
+    seed = _key(settings.signing_key_hex, settings.data_dir / "signing.key", "signing")
+    if len(seed) != 32:
+        raise ValueError("LEDGER_SIGNING_KEY must be an Ed25519 seed: 32 bytes (64 hex characters)")
+    return seed
+
+
+def _key(given_hex: str | None, path: Path, what: str) -> bytes:
+    """A hex key given in the environment, else the one generated once into ``path``."""
+    if given_hex:
+        return bytes.fromhex(given_hex)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process generated it first: use that one
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            log.warning("generated a new %s key at %s; back it up", what, path)
+    return bytes.fromhex(path.read_text().strip())
