@@ -20,6 +20,7 @@ The live worker then carries on from the rebuilt position.
 
 from __future__ import annotations
 
+import gc
 import queue
 import re
 import threading
@@ -34,10 +35,11 @@ from psycopg import sql
 from ledger.projections import select
 from ledger.projections import tracking as t
 from ledger.projections.base import MemoryRows, Projection, Table
-from ledger.projections.records import Record, full_topics, read_page, to_records
+from ledger.projections.records import Record, read_page, to_records
 
 STAGING = "projections_rebuild"
-#: Events per page read: ~0.6 KB each, so a page is a few MB (two in flight at most).
+#: Notification ids per page read: events are ~0.4 KB each, so a page is a few MB
+#: (two in flight at most).
 PAGE = 10_000
 #: Log rows buffered before a COPY: bounds memory, amortises the COPY round trip.
 LOG_FLUSH = 20_000
@@ -78,9 +80,8 @@ def pages(
     def produce(put: Callable[[tuple[int, list[tuple[Any, ...]]] | None], None]) -> None:
         position = after
         while position < upto:
-            rows = read_page(conn, position, upto, topics, size)
-            covered = rows[-1][0] if len(rows) == size else upto
-            put((covered, rows))
+            covered = min(position + size, upto)
+            put((covered, read_page(conn, position, covered, topics)))
             position = covered
         put(None)
 
@@ -161,9 +162,28 @@ def rebuild(
     for tests (an interruption there must leave the old tables serving).
     """
     projections = select(names)
+    # The fold allocates millions of short-lived tuples and no reference cycles: the
+    # cyclic collector would rescan the whole live state again and again (half the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _rebuild(dsn, projections, page, progress, prefetch, before_swap)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _rebuild(
+    dsn: str,
+    projections: list[Projection],
+    page: int,
+    progress: Callable[[int, int], None] | None,
+    prefetch: bool,
+    before_swap: Callable[[], None] | None,
+) -> RebuildReport:
     report = RebuildReport([p.name for p in projections])
     started = time.perf_counter()
-    topics = full_topics(set().union(*(p.topics for p in projections)))
+    topics = sorted(set().union(*(p.topics for p in projections)))
     tables = [table for p in projections for table in p.tables]
     with (
         psycopg.connect(dsn, autocommit=True) as reader,
@@ -269,7 +289,10 @@ def _build_indexes(conn: psycopg.Connection[Any], table: Table) -> None:
     target = f"{STAGING}.{table.name}"
     for index_name, definition, constraint, kind in rows:
         staged = re.sub(
-            rf" ON (ONLY )?(public\.)?{re.escape(table.name)} ", f" ON {target} ", definition, 1
+            rf" ON (ONLY )?(public\.)?{re.escape(table.name)} ",
+            f" ON {target} ",
+            definition,
+            count=1,
         )
         conn.execute(staged)
         if constraint and kind in ("p", "u"):
@@ -298,7 +321,8 @@ def _swap(conn: psycopg.Connection[Any], tables: list[Table]) -> None:
     for table in tables:
         name = sql.Identifier(table.name)
         grants = conn.execute(
-            "SELECT grantee, string_agg(privilege_type, ', ') FROM information_schema.role_table_grants"
+            "SELECT grantee, string_agg(privilege_type, ', ')"
+            " FROM information_schema.role_table_grants"
             " WHERE table_schema = 'public' AND table_name = %s"
             " AND grantee <> (SELECT tableowner FROM pg_tables"
             "   WHERE schemaname = 'public' AND tablename = %s)"

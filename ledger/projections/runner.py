@@ -25,7 +25,7 @@ from psycopg.rows import tuple_row
 from ledger.projections import REGISTRY
 from ledger.projections import tracking as t
 from ledger.projections.base import Key, Projection, Table
-from ledger.projections.records import Record, full_topics, read_page, to_records
+from ledger.projections.records import Record, read_page, to_records
 from ledger.store import EVENTS_TABLE
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,9 @@ class LiveRunner:
         if low >= last:
             return 0
         behind = [p for p in self.projections if current.get(p.name, 0) < last]
-        topics = full_topics(set().union(*(p.topics for p in behind)))
-        rows = read_page(self.conn, low, last, topics, self.batch)
-        upto = rows[-1][0] if len(rows) == self.batch else last
+        topics = sorted(set().union(*(p.topics for p in behind)))
+        upto = min(last, low + self.batch)
+        rows = read_page(self.conn, low, upto, topics)
         records = to_records(rows)
         folded = 0
         with self.conn.transaction():
