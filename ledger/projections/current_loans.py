@@ -117,3 +117,42 @@ PROJECTION = Projection(
     _touches,
     description="open loans: reader id, item, borrowing library, due date, renewals",
 )
+
+
+# ----------------------------------------------------------------- queries
+
+
+def query(
+    conn: Any,
+    *,
+    at: datetime,
+    library: str | None = None,
+    reader_id: UUID | None = None,
+    overdue: bool = False,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Open loans (by borrowing library, by reader, overdue at ``at``), ordered by due date."""
+    where, params = ["true"], {"at": at, "limit": limit + 1}
+    if library is not None:
+        where.append("l.library = %(library)s")
+        params["library"] = library
+    if reader_id is not None:
+        where.append("l.reader_id = %(reader_id)s")
+        params["reader_id"] = reader_id
+    if overdue:
+        where.append("l.due_at < %(at)s")
+    if after is not None:
+        where.append("(l.due_at, l.item_id) > (%(due)s, %(item)s)")
+        params.update(due=after[0], item=after[1])
+    from ledger.projections.item_locations import _dicts
+
+    return _dicts(
+        conn,
+        "SELECT l.loan_id, l.item_id, l.owner, i.barcode, i.title, l.library, l.reader_id,"
+        " r.masked_number, l.borrowed_at, l.due_at, l.renewals, l.due_at < %(at)s AS overdue"
+        f" FROM {NAME} l LEFT JOIN item_locations i USING (item_id)"
+        f" LEFT JOIN {READERS} r USING (reader_id)"
+        f" WHERE {' AND '.join(where)} ORDER BY l.due_at, l.item_id LIMIT %(limit)s",
+        params,
+    )

@@ -134,3 +134,37 @@ PROJECTION = Projection(
     _touches,
     description="which library held each item when (for holdings as of an instant)",
 )
+
+
+# ----------------------------------------------------------------- queries
+
+
+def holdings(
+    conn: Any,
+    library: str,
+    at: datetime,
+    *,
+    after: tuple[str, UUID] | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The items ``library`` held at instant ``at``: on its shelf or on loan from its desk."""
+    params: dict[str, Any] = {"library": library, "at": at, "limit": limit + 1}
+    page = ""
+    if after is not None:
+        page = "WHERE (h.owner, h.item_id) > (%(owner)s, %(item)s)"
+        params.update(owner=after[0], item=after[1])
+    from ledger.projections.item_locations import _dicts
+
+    return _dicts(
+        conn,
+        "SELECT h.item_id, h.owner, i.barcode, i.title, h.held_as, h.valid_from AS held_since"
+        " FROM ("
+        f"  SELECT item_id, owner, held_as, valid_from FROM {NAME}"
+        "   WHERE holder = %(library)s AND valid_from <= %(at)s AND valid_to > %(at)s"
+        "  UNION ALL"
+        f"  SELECT item_id, owner, held_as, valid_from FROM {OPEN}"
+        "   WHERE holder = %(library)s AND valid_from <= %(at)s"
+        f") h LEFT JOIN item_locations i USING (item_id) {page}"
+        " ORDER BY h.owner, h.item_id LIMIT %(limit)s",
+        params,
+    )

@@ -244,3 +244,38 @@ PROJECTION = Projection(
     _touches,
     description="every item's state, location, custodian, open loan or transfer",
 )
+
+
+# ----------------------------------------------------------------- queries
+
+
+def query(
+    conn: Any,
+    *,
+    library: str | None = None,
+    owner: str | None = None,
+    status: str | None = None,
+    after: tuple[str, str] | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Items by custodian, owner and/or status, ordered by (owner, barcode); ``limit + 1``
+    rows so the caller can tell whether there is another page."""
+    where, params = ["true"], []
+    for column, value in (("custodian", library), ("owner", owner), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if after is not None:
+        where.append("(owner, barcode) > (%s, %s)")
+        params += list(after)
+    return _dicts(
+        conn,
+        f"SELECT * FROM {NAME} WHERE {' AND '.join(where)} ORDER BY owner, barcode LIMIT %s",
+        [*params, limit + 1],
+    )
+
+
+def _dicts(conn: Any, query: str, params: Any) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()

@@ -174,3 +174,28 @@ PROJECTION = Projection(
     _touches,
     description="per library: own items at home, elsewhere, in transit, lost; others' held",
 )
+
+
+# ----------------------------------------------------------------- queries
+
+
+def query(conn: Any, library: str) -> dict[str, Any] | None:
+    """The library's line of the sheet, with its counterparties on both sides."""
+    from ledger.projections.item_locations import _dicts
+
+    rows = _dicts(conn, f"SELECT * FROM {NAME} WHERE library = %s", [library])
+    if not rows:
+        return None
+    balance = rows[0]
+    balance["held_from"] = _dicts(
+        conn,
+        f"SELECT owner AS library, items FROM {PAIRS} WHERE holder = %s ORDER BY owner",
+        [library],
+    )
+    balance["held_by"] = _dicts(
+        conn,
+        f"SELECT holder AS library, items FROM {PAIRS} WHERE owner = %s ORDER BY holder",
+        [library],
+    )
+    balance["net"] = balance["held_for_others"] - balance["own_elsewhere"]
+    return balance

@@ -69,3 +69,47 @@ PROJECTION = Projection(
     _touches,
     description="shipments dispatched and not yet received, with their age",
 )
+
+
+# ----------------------------------------------------------------- queries
+
+
+def query(
+    conn: Any,
+    *,
+    at: datetime,
+    overdue_days: int,
+    from_library: str | None = None,
+    to_library: str | None = None,
+    overdue: bool = False,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Open shipments, oldest first, with their age in days at ``at`` and whether they are
+    over ``overdue_days`` old."""
+    where = ["true"]
+    params: dict[str, Any] = {"at": at, "days": overdue_days, "limit": limit + 1}
+    if from_library is not None:
+        where.append("t.from_library = %(from)s")
+        params["from"] = from_library
+    if to_library is not None:
+        where.append("t.to_library = %(to)s")
+        params["to"] = to_library
+    late = "t.dispatched_at < %(at)s - make_interval(days => %(days)s)"
+    if overdue:
+        where.append(late)
+    if after is not None:
+        where.append("(t.dispatched_at, t.item_id) > (%(since)s, %(item)s)")
+        params.update(since=after[0], item=after[1])
+    from ledger.projections.item_locations import _dicts
+
+    return _dicts(
+        conn,
+        "SELECT t.transfer_id, t.item_id, t.owner, i.barcode, i.title, t.from_library,"
+        " t.to_library, t.dispatched_at,"
+        " round((extract(epoch FROM %(at)s - t.dispatched_at) / 86400)::numeric, 2)::float"
+        f" AS age_days, {late} AS overdue"
+        f" FROM {NAME} t LEFT JOIN item_locations i USING (item_id)"
+        f" WHERE {' AND '.join(where)} ORDER BY t.dispatched_at, t.item_id LIMIT %(limit)s",
+        params,
+    )
