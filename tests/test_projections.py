@@ -33,7 +33,6 @@ from tests.helpers import (
     desk,
     identity_number,
     join_all,
-    register_item,
     register_reader,
 )
 
@@ -109,7 +108,9 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     story.readers["r1"] = register_reader(app, 1, home=CHENGDU)
     story.readers["r2"] = register_reader(app, 2, home=YUZHONG)
     for owner, barcode in ((CHENGDU, "C1"), (CHENGDU, "C2"), (JINJIANG, "J1"), (YUZHONG, "Y1")):
-        register_item(app, owner, barcode)
+        app.register_item(
+            owner=owner, barcode=barcode, title="三体", actor=desk(owner), occurred_at=start
+        )
     r1, r2 = story.readers["r1"], story.readers["r2"]
     c1 = dict(owner=CHENGDU, barcode="C1")
     c2 = dict(owner=CHENGDU, barcode="C2")

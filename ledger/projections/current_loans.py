@@ -151,8 +151,8 @@ def query(
         conn,
         "SELECT l.loan_id, l.item_id, l.owner, i.barcode, i.title, l.library, l.reader_id,"
         " r.masked_number, l.borrowed_at, l.due_at, l.renewals, l.due_at < %(at)s AS overdue"
-        f" FROM {NAME} l LEFT JOIN item_locations i USING (item_id)"
-        f" LEFT JOIN {READERS} r USING (reader_id)"
+        f" FROM {NAME} l LEFT JOIN item_locations i ON i.item_id = l.item_id"
+        f" LEFT JOIN {READERS} r ON r.reader_id = l.reader_id"
         f" WHERE {' AND '.join(where)} ORDER BY l.due_at, l.item_id LIMIT %(limit)s",
         params,
     )

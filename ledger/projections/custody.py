@@ -164,7 +164,7 @@ def holdings(
         "  UNION ALL"
         f"  SELECT item_id, owner, held_as, valid_from FROM {OPEN}"
         "   WHERE holder = %(library)s AND valid_from <= %(at)s"
-        f") h LEFT JOIN item_locations i USING (item_id) {page}"
+        f") h LEFT JOIN item_locations i ON i.item_id = h.item_id {page}"
         " ORDER BY h.owner, h.item_id LIMIT %(limit)s",
         params,
     )

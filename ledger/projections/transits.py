@@ -109,7 +109,7 @@ def query(
         " t.to_library, t.dispatched_at,"
         " round((extract(epoch FROM %(at)s - t.dispatched_at) / 86400)::numeric, 2)::float"
         f" AS age_days, {late} AS overdue"
-        f" FROM {NAME} t LEFT JOIN item_locations i USING (item_id)"
+        f" FROM {NAME} t LEFT JOIN item_locations i ON i.item_id = t.item_id"
         f" WHERE {' AND '.join(where)} ORDER BY t.dispatched_at, t.item_id LIMIT %(limit)s",
         params,
     )
