@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,9 @@ from psycopg.rows import dict_row
 from ledger.domain.common import Actor
 
 PREFIX = "tj_"
+#: tj_<12 hex key id>_<urlsafe secret>: anything else is refused before the database is asked
+#: (a NUL byte in a header must not reach a text parameter).
+TOKEN = re.compile(r"tj_([0-9a-f]{12})_([A-Za-z0-9_-]{16,128})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +60,10 @@ def create_key(
 
 def authenticate(conn: psycopg.Connection, token: str) -> ApiKey | None:
     """The live key a token belongs to, or None (unknown, malformed, wrong secret or revoked)."""
-    if not token.startswith(PREFIX) or token.count("_") < 2:
+    match = TOKEN.fullmatch(token)
+    if match is None:
         return None
-    key_id, _, secret = token[len(PREFIX) :].partition("_")
+    key_id, secret = match.groups()
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "SELECT key_id, secret_sha256, library, label, created_at, revoked_at"

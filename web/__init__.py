@@ -5,28 +5,63 @@
 
 from __future__ import annotations
 
+import logging
+from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.routing import BaseConverter
 
 from ledger.application import Circulation
 from ledger.domain.errors import DomainError
 from web import problems
 from web.auth import load_actor
+from web.schemas import BARCODE_REGEX, CODE_REGEX
 
 #: A desk's command is a few hundred bytes; anything near this is not a command.
 MAX_BODY_BYTES = 64 * 1024
 
+log = logging.getLogger("web")
+
+
+class LibraryCode(BaseConverter):
+    """A library code in a path: anything else is no route (404), never a lookup."""
+
+    regex = CODE_REGEX
+
+
+class Barcode(BaseConverter):
+    regex = BARCODE_REGEX
+
 
 class LedgerApi(Api):
-    """flask-smorest's Api, answering every error as RFC 9457 problem+json."""
+    """flask-smorest's Api, answering and documenting every error as RFC 9457 problem+json."""
 
     ERROR_SCHEMA = problems.ProblemSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         return problems.from_http(error)
+
+    def _register_responses(self) -> None:
+        described = problems.responses_by_status()
+        for status in HTTPStatus:
+            if status < 400:
+                continue
+            response = {
+                "description": described.get(status, status.phrase),
+                "content": {problems.MEDIA_TYPE: {"schema": self.ERROR_SCHEMA}},
+            }
+            self.spec.components.response(status.name, response, lazy=True)
+        self.spec.components.response(
+            self.DEFAULT_ERROR_RESPONSE_NAME,
+            {
+                "description": "An error (RFC 9457 problem details)",
+                "content": {problems.MEDIA_TYPE: {"schema": self.ERROR_SCHEMA}},
+            },
+            lazy=True,
+        )
 
 
 def create_app(ledger: Circulation, **config: Any) -> Flask:
@@ -38,14 +73,19 @@ def create_app(ledger: Circulation, **config: Any) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="/docs/static/",
+        OPENAPI_SWAGGER_UI_URL="/docs/static/",  # served from the swagger-ui-bundle wheel
+        # Swagger UI would otherwise send the spec to validator.swagger.io for a badge.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         API_SPEC_OPTIONS={
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearer": []}],
             "info": {
                 "description": "Every borrow, renewal, return and transfer of the consortium, "
-                "recorded as immutable events. Errors are RFC 9457 problem+json."
+                "recorded as immutable events. Send `Authorization: Bearer <key>` (keys come "
+                "from `tongjie keys create`). Commands are POSTs with a JSON body and an "
+                "optional `Idempotency-Key`. Errors are RFC 9457 problem+json with a stable "
+                "`type`; /problems lists them."
             },
         },
     )
@@ -53,19 +93,24 @@ def create_app(ledger: Circulation, **config: Any) -> Flask:
     app.extensions["tongjie.ledger"] = ledger
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["code"] = LibraryCode
+    app.url_map.converters["barcode"] = Barcode
 
     api = LedgerApi(app)
+    api.register_converter(LibraryCode, lambda _: {"type": "string", "pattern": f"^{CODE_REGEX}$"})
+    api.register_converter(Barcode, lambda _: {"type": "string", "pattern": f"^{BARCODE_REGEX}$"})
     app.before_request(load_actor)
+    app.before_request(_require_json)
     app.register_error_handler(DomainError, problems.from_domain)
     app.register_error_handler(Exception, _unexpected)
 
     from web import circulation, docs, health, items, libraries
 
-    for module in (libraries, items, circulation, health):
+    for module in (libraries, items, circulation, health, docs):
         api.register_blueprint(module.bp)
     for optional in _optional_blueprints():
         api.register_blueprint(optional)
-    app.register_blueprint(docs.bp)
+    app.register_blueprint(docs.assets)
     return app
 
 
@@ -83,12 +128,20 @@ def _optional_blueprints() -> list[Any]:
     return found
 
 
+def _require_json() -> None:
+    """Commands are JSON; a form post or a text body is refused before it is parsed."""
+    if (
+        request.method in ("POST", "PUT", "PATCH")
+        and request.url_rule is not None
+        and not request.is_json
+    ):
+        raise UnsupportedMediaType("send the command as JSON (Content-Type: application/json)")
+
+
 def _unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return problems.from_http(error)
-    import logging
-
-    logging.getLogger("web").exception("unexpected error")
-    return problems.problem(
-        500, "internal-error", "Internal error", "the ledger failed; nothing was recorded"
-    )
+    # The traceback names code, not values: no request body (no identity number) is logged.
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    code, meaning = problems.HTTP_CODES[500]
+    return problems.problem(500, code, "Internal error", meaning)

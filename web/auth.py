@@ -13,7 +13,10 @@ from ledger.domain.common import Actor
 from ledger.keys import authenticate
 
 #: Paths anyone may read: the spec, the docs, health, problem descriptions.
-PUBLIC_PREFIXES = ("/openapi.json", "/docs", "/healthz", "/problems/")
+PUBLIC_PREFIXES = ("/openapi.json", "/docs", "/healthz", "/problems")
+#: Paths anyone may GET: checkpoints and proofs hold only sizes and hashes, and a witness or
+#: an auditor must be able to check the ledger without a key of its own (web/integrity.py).
+PUBLIC_READS = ("/api/v1/checkpoints", "/api/v1/proofs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,6 +24,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def load_actor() -> None:
     """Run before every request: resolve the bearer key or refuse."""
     if request.path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS":
+        return
+    if request.method in ("GET", "HEAD") and request.path.startswith(PUBLIC_READS):
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

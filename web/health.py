@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-bp = Blueprint("health", __name__, description="Health")
+from ledger.store import EVENTS_TABLE
+from web.problems import HTTP_CODES, problem
+from web.recording import Blueprint
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__, description="Health (public, no key needed)")
+
+
+class HealthSchema(ma.Schema):
+    status = ma.fields.String(metadata={"example": "ok"})
+    database = ma.fields.String(metadata={"example": "ok"})
+    position = ma.fields.Integer(metadata={"description": "the newest notification id"})
+    projections = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Raw(),
+        metadata={"description": "per projection: how far it lags behind the log"},
+    )
 
 
 @bp.route("/healthz")
 class Health(MethodView):
-    @bp.response(200)
-    @bp.alt_response(503, description="the database does not answer")
+    @bp.response(200, HealthSchema)
+    @bp.alt_response(503, response="SERVICE_UNAVAILABLE")
+    @bp.doc(security=[])
     def get(self) -> Any:
-        """Database reachable, and how far each projection lags behind the log."""
+        """Database reachable, and how far each projection lags behind the log.
+
+        The read models publish their lag as ``app.extensions["tongjie.lag"]`` (a callable
+        answering a dict per projection); a ledger without them shows none.
+        """
         ledger = current_app.extensions["tongjie.ledger"]
+        lag = current_app.extensions.get("tongjie.lag")
         try:
             with ledger.datastore.get_connection() as conn:
                 row = conn.execute(
-                    "SELECT coalesce(max(notification_id), 0) AS position FROM circulation_events"
+                    f"SELECT coalesce(max(notification_id), 0) AS position FROM {EVENTS_TABLE}"
                 ).fetchone()
-        except Exception as error:
-            return {"status": "unavailable", "database": str(error)}, 503
+            projections = lag() if lag is not None else None
+        except Exception:  # any failure to answer is the same news for a load balancer
+            log.exception("health check: the database does not answer")
+            code, meaning = HTTP_CODES[503]
+            return problem(503, code, "Service Unavailable", meaning)
         body: dict[str, Any] = {"status": "ok", "database": "ok", "position": row["position"]}
-        lag = current_app.extensions.get("tongjie.lag")
-        if lag is not None:
-            body["projections"] = lag()
+        if projections is not None:
+            body["projections"] = projections
         return body

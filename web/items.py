@@ -5,33 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from werkzeug.exceptions import NotFound
 
+from ledger.domain.errors import UnknownItem
 from ledger.domain.items import Item
 from web import schemas as s
-from web.recording import ledger, record
+from web.recording import Blueprint, ledger, record
 
 bp = Blueprint("items", __name__, url_prefix="/api/v1/items", description="Items (copies)")
+
+ITEM = "/<code:owner>/<barcode:barcode>"
 
 
 @bp.route("")
 class Items(MethodView):
-    @bp.arguments(s.ItemIn)
-    @bp.response(201, s.ItemOut)
+    @bp.command(s.ItemIn, s.ItemOut)
     def post(self, body: dict[str, Any]):
         """Register an item at its owner library."""
-        return record(ledger().register_item, **body)
+        return record(ledger().register_item, desk="owner", **body)
 
 
-@bp.route("/<owner>/<barcode>")
+@bp.route(ITEM)
 class ItemResource(MethodView):
     @bp.response(200, s.ItemState)
+    @bp.alt_response(401, response="UNAUTHORIZED")
+    @bp.alt_response(404, response="NOT_FOUND")
     def get(self, owner: str, barcode: str):
         """The item's current state and location, from its own event stream."""
         item = ledger().get_item(owner, barcode)
         if item is None:
-            raise NotFound(f"no item {barcode} owned by {owner}")
+            raise UnknownItem(f"no item {barcode} owned by {owner}", field="barcode")
         return state(item)
 
 
@@ -71,46 +73,41 @@ def state(item: Item) -> dict[str, Any]:
     }
 
 
-@bp.route("/<owner>/<barcode>/loss")
+@bp.route(f"{ITEM}/loss")
 class Loss(MethodView):
-    @bp.arguments(s.ReasonIn)
-    @bp.response(201, s.ItemEventOut)
+    @bp.command(s.ReasonIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """Declare the item lost (closes an open loan)."""
         return record(ledger().declare_lost, owner=owner, barcode=barcode, **body)
 
 
-@bp.route("/<owner>/<barcode>/found")
+@bp.route(f"{ITEM}/found")
 class Found(MethodView):
-    @bp.arguments(s.AtLibrary)
-    @bp.response(201, s.ItemEventOut)
+    @bp.command(s.AtLibrary, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """A lost item turned up at this library."""
         return record(ledger().found, owner=owner, barcode=barcode, **body)
 
 
-@bp.route("/<owner>/<barcode>/withdrawal")
+@bp.route(f"{ITEM}/withdrawal")
 class Withdrawal(MethodView):
-    @bp.arguments(s.ReasonIn)
-    @bp.response(201, s.ItemEventOut)
+    @bp.command(s.ReasonIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
-        """Withdraw the item from circulation (owner only)."""
+        """Withdraw the item from circulation (owner only; it must be lost or on its shelf)."""
         return record(ledger().withdraw, owner=owner, barcode=barcode, **body)
 
 
-@bp.route("/<owner>/<barcode>/corrections")
+@bp.route(f"{ITEM}/corrections")
 class Corrections(MethodView):
-    @bp.arguments(s.CorrectionIn)
-    @bp.response(201, s.ItemEventOut)
+    @bp.command(s.CorrectionIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
-        """Record a correcting event that names the version it corrects."""
+        """Record a correcting event that names the event (version) it corrects."""
         return record(ledger().correct, owner=owner, barcode=barcode, **body)
 
 
-@bp.route("/<owner>/<barcode>/arrivals")
+@bp.route(f"{ITEM}/arrivals")
 class Arrivals(MethodView):
-    @bp.arguments(s.ArrivalIn)
-    @bp.response(201, s.ItemEventOut)
+    @bp.command(s.ArrivalIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """The item arrived here with no dispatch on record."""
         return record(ledger().receive_unannounced, owner=owner, barcode=barcode, **body)

@@ -1,19 +1,94 @@
-"""The one path every command endpoint takes: key → command_id, call, serialise."""
+"""The one path every command endpoint takes: JSON body → one ledger call → 201.
+
+``Blueprint.command`` wires and documents a command endpoint in one place: the body
+schema (refused with 400 when it does not match), the ``Idempotency-Key`` header, the
+201 answer with its ``Idempotent-Replayed`` header, and every error status a command
+can meet. ``record`` calls the ledger with the key's actor and idempotency key.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
-from typing import Any
+from http import HTTPStatus
+from typing import Any, TypeVar
 
+import flask
+import flask_smorest
 from flask import current_app, request
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest
 
 from ledger.application import Circulation, Result
+from ledger.domain.errors import WrongLibrary
 from web.auth import actor
 
 HEADER = "Idempotency-Key"
-_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # visible ASCII, as RFC drafts for the header suggest
+REPLAYED = "Idempotent-Replayed"
+#: Visible ASCII, as the IETF draft on the header suggests; long enough for a UUID and a prefix.
+_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+#: What any command may answer besides its success (each is a problem+json; see web.problems).
+COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422)
+
+IDEMPOTENCY_PARAMETER = {
+    "in": "header",
+    "name": HEADER,
+    "required": False,
+    "description": "Makes the command safe to retry: the same key with the same body answers "
+    "the first response (201, Idempotent-Replayed: true) and records nothing new; the same "
+    "key with a different body is refused (422 idempotency-key-reused). Keys are scoped to "
+    "the API key that sends them.",
+    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,200}$"},
+}
+
+REPLAYED_HEADER = {
+    "description": "true when a retry was answered from the first response",
+    "schema": {"type": "string", "enum": ["true", "false"]},
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LedgerParser(FlaskParser):
+    """webargs' parser, refusing bodies the standard json module chokes on as malformed.
+
+    ``json.loads`` raises RecursionError on deeply nested arrays and a plain ValueError on
+    integers longer than Python's 4,300-digit limit; webargs catches neither.
+    """
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as error:
+            raise json.JSONDecodeError(
+                f"unparseable JSON ({type(error).__name__})", "-", 0
+            ) from None
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = LedgerParser()
+
+    def command(
+        self, body: type, answer: type, *, status: int = 201, also: tuple[int, ...] = ()
+    ) -> Callable[[F], F]:
+        """Wire and document a command endpoint (see the module docstring)."""
+
+        def decorate(view: F) -> F:
+            wrapped = self.response(status, answer, headers={REPLAYED: REPLAYED_HEADER})(view)
+            for extra in also:
+                wrapped = self.alt_response(
+                    extra, schema=answer, success=True, headers={REPLAYED: REPLAYED_HEADER}
+                )(wrapped)
+            for error in COMMAND_ERRORS:
+                wrapped = self.alt_response(error, response=HTTPStatus(error).name)(wrapped)
+            wrapped = self.arguments(body, error_status_code=400)(wrapped)
+            return self.doc(parameters=[IDEMPOTENCY_PARAMETER])(wrapped)  # type: ignore[no-any-return]
+
+        return decorate
 
 
 def ledger() -> Circulation:
@@ -25,19 +100,33 @@ def command_id() -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise BadRequest(f"{HEADER} must be 1–200 visible ASCII characters")
     return f"{actor().principal}/{key}"
 
 
 def record(
-    call: Callable[..., Result], **arguments: Any
+    call: Callable[..., Result], *, desk: str = "library", **arguments: Any
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
-    result = call(actor=actor(), command_id=command_id(), **arguments)
-    return serialise(result), 201, {"Idempotent-Replayed": "true" if result.replayed else "false"}
+    """Run one command for the request's key; answer 201 (first time) or the replay.
+
+    ``desk`` names the body field that says where it happened. A library's key acting for
+    another library is refused here, before anything is looked up, naming that field (the
+    ledger checks again; its message names its own argument).
+    """
+    who = actor()
+    where = arguments.get(desk)
+    if who.library is not None and where is not None and where != who.library:
+        raise WrongLibrary(
+            f"a key of {who.library} records only what happens at {who.library}, not at {where}",
+            field=desk,
+        )
+    result = call(actor=who, command_id=command_id(), **arguments)
+    return serialise(result), 201, {REPLAYED: "true" if result.replayed else "false"}
 
 
 def serialise(result: Result) -> dict[str, Any]:
+    """The answer to a command; a retry's answer is the same, byte for byte."""
     receipt = getattr(result, "receipt", None)
     if receipt is not None and hasattr(receipt, "as_dict"):
         receipt = receipt.as_dict()
@@ -45,6 +134,5 @@ def serialise(result: Result) -> dict[str, Any]:
         **result.outcome,
         "command_id": result.command_id,
         "positions": list(result.notification_ids),
-        "replayed": result.replayed,
         "receipt": receipt,
     }
