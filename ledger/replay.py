@@ -56,6 +56,7 @@ class RebuildReport:
     events_read: int = 0
     rows_written: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
 
     @property
     def events_per_second(self) -> float:
@@ -134,17 +135,35 @@ class _Sink:
 
 
 def copy_rows(conn: psycopg.Connection[Any], schema: str, table: Table, rows: Any) -> int:
-    query = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
+    """COPY rows into ``schema.table`` in binary (no text formatting of UUIDs and times)."""
+    types = _column_types(conn, schema, table)
+    query = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(schema),
         sql.Identifier(table.name),
         sql.SQL(", ").join(map(sql.Identifier, table.columns)),
     )
     n = 0
     with conn.cursor().copy(query) as copy:
+        copy.set_types(types)
+        write = copy.write_row
         for row in rows:
-            copy.write_row(row)
+            write(row)
             n += 1
     return n
+
+
+def _column_types(conn: psycopg.Connection[Any], schema: str, table: Table) -> list[str]:
+    found = dict(
+        conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (f"{schema}.{table.name}",),
+        ).fetchall()
+    )
+    missing = [c for c in table.columns if c not in found]
+    if missing:
+        raise RuntimeError(f"{table.name} has no column(s) {', '.join(missing)}: migrate first")
+    return [found[c] for c in table.columns]
 
 
 def rebuild(
@@ -195,25 +214,29 @@ def _rebuild(
         _create_staging(writer, tables)
         sink = _Sink(writer, {table.name: table for table in tables if table.log})
         state = MemoryRows(tables, sink)
+        dispatch = _dispatch(projections)
 
         def fold(after: int, upto: int) -> int:
             position = after
             for covered, rows in pages(reader, after, upto, topics, page, prefetch=prefetch):
-                _fold(projections, to_records(rows), state)
+                _fold(dispatch, to_records(rows), state)
                 report.events_read += len(rows)
                 position = covered
                 if progress is not None:
                     progress(position, upto)
             return position
 
+        clock = _Clock(report.phases)
         # Bulk: everything up to the head, then what arrived meanwhile, until caught up.
         position = 0
         while (last := t.head(reader)) > position:
             position = fold(position, last)
         sink.flush()
+        clock("fold")
         for table in tables:
             if table.log:
                 _build_indexes(writer, table)
+        clock("index history")
         # The tail: the live worker now waits on its tracking rows until we commit.
         writer.execute(
             f"SELECT name FROM {t.TABLE} WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
@@ -223,6 +246,7 @@ def _rebuild(
         if last > position:
             position = fold(position, last)
         sink.flush()
+        clock("tail")
         for table in tables:
             if not table.log:
                 report.rows_written[table.name] = copy_rows(
@@ -231,6 +255,7 @@ def _rebuild(
                 _build_indexes(writer, table)
             else:
                 report.rows_written[table.name] = sink.counts[table.name]
+        clock("write state")
         if before_swap is not None:
             before_swap()
         _swap(writer, tables)
@@ -241,18 +266,41 @@ def _rebuild(
         )
         writer.execute(f"NOTIFY {t.CHANNEL}")
         writer.commit()
+        clock("swap")
     report.position = position
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _fold(projections: list[Projection], records: list[Record], state: MemoryRows) -> None:
+class _Clock:
+    """Adds the time since the previous call to ``phases[name]``."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+def _dispatch(projections: list[Projection]) -> dict[str, tuple[Any, ...]]:
+    """Per topic, the handlers of every projection that folds it, in registry order."""
+    table: dict[str, list[Any]] = {}
     for projection in projections:
-        handlers = projection.handlers
-        for record in records:
-            handler = handlers.get(record.topic)
-            if handler is not None:
-                handler(record, state)
+        for topic, handler in projection.handlers.items():
+            table.setdefault(topic, []).append(handler)
+    return {topic: tuple(handlers) for topic, handlers in table.items()}
+
+
+def _fold(dispatch: dict[str, tuple[Any, ...]], records: list[Record], state: MemoryRows) -> None:
+    """Each record through each handler, in log order (one projection's handlers never
+    read another's rows, so the interleaving changes nothing)."""
+    empty: tuple[Any, ...] = ()
+    for record in records:
+        for handler in dispatch.get(record.topic, empty):
+            handler(record, state)
 
 
 def _lock_rebuilds(conn: psycopg.Connection[Any], names: list[str]) -> None:

@@ -56,11 +56,16 @@ _OWNER_COLUMN = {
 }
 
 
+_new = tuple.__new__
+_INDEX = {name: i for i, name in enumerate(BalanceRow._fields)}
+
+
 def _add(rows: Rows, library: str, column: str, n: int) -> None:
     row: BalanceRow | None = rows.get(NAME, library)
     if row is None:
         row = BalanceRow(library, 0, 0, 0, 0, 0)
-    rows.put(NAME, library, row._replace(**{column: getattr(row, column) + n}))
+    i = _INDEX[column]
+    rows.put(NAME, library, _new(BalanceRow, (*row[:i], row[i] + n, *row[i + 1 :])))
 
 
 def _count(rows: Rows, item: BucketRow, n: int) -> None:
@@ -73,7 +78,7 @@ def _count(rows: Rows, item: BucketRow, n: int) -> None:
         pair: PairRow | None = rows.get(PAIRS, (item.holder, item.owner))
         count = (pair.items if pair is not None else 0) + n
         if count:
-            rows.put(PAIRS, (item.holder, item.owner), PairRow(item.holder, item.owner, count))
+            rows.put(PAIRS, (item.holder, item.owner), _new(PairRow, (item[2], item[1], count)))
         else:
             rows.delete(PAIRS, (item.holder, item.owner))
 
@@ -86,7 +91,7 @@ def _move(r: Record, rows: Rows, holder: str | None = None, bucket: str | None =
     holder = holder or old.holder
     if bucket is None:
         bucket = HOME if holder == old.owner else ELSEWHERE
-    new = BucketRow(old.item_id, old.owner, holder, bucket)
+    new = _new(BucketRow, (old[0], old[1], holder, bucket))
     if new != old:
         _count(rows, old, -1)
         _count(rows, new, +1)

@@ -76,10 +76,14 @@ def decode_state(state: bytes | memoryview) -> dict[str, Any]:
     """The event's state as plain values: UUIDs, datetimes and Decimals restored."""
     data: dict[str, Any] = orjson.loads(state)
     for key, value in data.items():
-        if type(value) is dict:
+        kind = type(value)
+        if kind is dict:
+            if len(value) == 2 and "_type_" in value and "_data_" in value:
+                data[key] = TRANSCODED[value["_type_"]](value["_data_"])
+            else:
+                data[key] = _value(value)
+        elif kind is list:
             data[key] = _value(value)
-        elif type(value) is list:
-            data[key] = [_value(v) if type(v) in (dict, list) else v for v in value]
     return data
 
 
@@ -93,8 +97,12 @@ def _value(value: Any) -> Any:
     return {k: _value(v) for k, v in value.items()}
 
 
-#: The columns a page of the log is read with (binary: bytea arrives as bytes, uuid as UUID).
-SELECT_COLUMNS = "notification_id, originator_id, originator_version, topic, state, recorded_at"
+#: The columns a page of the log is read with (binary: bytea arrives as bytes, uuid as
+#: UUID), the topic already cut to its short name.
+SELECT_COLUMNS = (
+    "notification_id, originator_id, originator_version, split_part(topic, ':', 2),"
+    " state, recorded_at"
+)
 
 
 def page_query(filtered: bool) -> str:
@@ -113,7 +121,7 @@ def page_query(filtered: bool) -> str:
 def to_records(rows: list[tuple[Any, ...]]) -> list[Record]:
     """Decode a page of rows read with ``page_query``."""
     return [
-        Record(position, originator_id, version, short_topic(topic), recorded_at, decode_state(s))
+        Record(position, originator_id, version, topic, recorded_at, decode_state(s))
         for position, originator_id, version, topic, s, recorded_at in rows
     ]
 
