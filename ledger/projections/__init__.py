@@ -7,7 +7,14 @@ registered: the live worker, ``tongjie rebuild`` and the health check all read i
 
 from __future__ import annotations
 
-from ledger.projections import current_loans, custody, item_locations, library_balances, transits
+from ledger.projections import (
+    circulation_report,
+    current_loans,
+    custody,
+    item_locations,
+    library_balances,
+    transits,
+)
 from ledger.projections.base import Projection
 
 #: Every projection, by name, in the order they are processed.
@@ -19,6 +26,7 @@ REGISTRY: dict[str, Projection] = {
         transits.PROJECTION,
         library_balances.PROJECTION,
         custody.PROJECTION,
+        circulation_report.PROJECTION,
     )
 }
 

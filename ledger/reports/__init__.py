@@ -1,0 +1,1 @@
+"""Reports rebuilt by replay: counts over the facts a projection folds from the event log."""
