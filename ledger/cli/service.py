@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 import click
 
-from ledger.cli import main
+from ledger.cli import main, open_ledger
 from ledger.config import Settings
 
 
@@ -26,6 +27,8 @@ def keys() -> None:
 @click.pass_obj
 def create(settings: Settings, library: str | None, admin: bool, label: str) -> None:
     """Create a key and print it once; only its hash is kept."""
+    from ledger.domain.common import library_id
+    from ledger.domain.errors import DomainError
     from ledger.domain.libraries import check_code
     from ledger.keys import create_key
     from ledger.store import connect, migrate, resolve_dsn
@@ -33,7 +36,16 @@ def create(settings: Settings, library: str | None, admin: bool, label: str) -> 
     if admin == bool(library):
         raise click.UsageError("give exactly one of --library CODE or --admin")
     if library:
-        check_code(library)
+        try:
+            check_code(library)
+        except DomainError as error:
+            raise click.BadParameter(error.message, param_hint="--library") from None
+        with open_ledger(settings) as ledger:
+            member = ledger.load([library_id(library)])[library_id(library)]
+        if not getattr(member, "member", False):
+            raise click.ClickException(
+                f"{library} is not a member library: register it first (POST /api/v1/libraries)"
+            )
     dsn = resolve_dsn(settings)
     migrate(dsn)
     with connect(dsn, autocommit=True) as conn:
@@ -71,10 +83,23 @@ def list_(settings: Settings) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="Processes.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per process.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface).",
+)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Processes."
+)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Threads per process (concurrent requests each process serves).",
+)
 @click.option(
     "--example-key/--no-example-key",
     default=False,
@@ -91,8 +116,13 @@ def serve(
     migrate(dsn)
     settings = replace(settings, database_url=dsn)
     os.environ["LEDGER_DATABASE_URL"] = dsn  # workers attach to the same database
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     if example_key:
-        _print_example(dsn, host, port)
+        click.echo(_example(settings, base))
+    click.echo(
+        f"tongjie serves {base} ({workers} worker(s) × {threads} threads); Ctrl-C stops it.\n"
+        f"  API reference {base}/docs   spec {base}/openapi.json   health {base}/healthz\n"
+    )
     background = _start_background(dsn)
     try:
         _Gunicorn(settings, host, port, workers, threads).run()
@@ -110,24 +140,70 @@ def _start_background(dsn: str) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-m", "ledger", "project"], env=env)]
 
 
-def _print_example(dsn: str, host: str, port: int) -> None:
+#: The desk the example key belongs to: 成都市图书馆, a member in the demo consortium.
+EXAMPLE_DESK = "SC-510100"
+
+
+def _example(settings: Settings, base: str) -> str:
+    """A desk key for SC-510100 and curl lines that work against the data as it is now:
+    the item shown is on loan right now and owned elsewhere, so returning it at 成都
+    shows a cross-library return (通还) and its disposition."""
+    from ledger.application import Circulation
+    from ledger.domain.common import library_id
     from ledger.keys import create_key
     from ledger.store import connect
 
-    with connect(dsn, autocommit=True) as conn:
-        _, token = create_key(conn, library="SC-510100", label="example (tongjie serve)")
-    base = f"http://{host}:{port}"
-    body = '{"owner": "SC-510100", "barcode": "510100000001", "library": "SC-510100"}'
-    click.echo(
-        "\nThe ledger is starting. Try it (a desk key of 成都市图书馆, SC-510100):\n\n"
-        f"  export TJ_KEY={token}\n"
-        f"  curl -s {base}/api/v1/items/SC-510100/510100000001 "
-        '-H "Authorization: Bearer $TJ_KEY"\n'
-        f'  curl -s -X POST {base}/api/v1/returns -H "Authorization: Bearer $TJ_KEY" '
-        '-H "Idempotency-Key: try-1" -H "Content-Type: application/json" '
-        f"-d '{body}'\n"
-        f"\n  API reference: {base}/docs   spec: {base}/openapi.json   health: {base}/healthz\n"
+    assert settings.database_url is not None
+    with connect(settings.database_url, autocommit=True) as conn:
+        _, token = create_key(conn, library=EXAMPLE_DESK, label="example (tongjie serve)")
+        candidates = conn.execute(
+            "SELECT DISTINCT item_id FROM item_references"
+            " WHERE kind = 'loan' AND owner <> %s LIMIT 500",
+            (EXAMPLE_DESK,),
+        ).fetchall()
+    ledger = Circulation.from_settings(settings)
+    try:
+        desk = ledger.load([library_id(EXAMPLE_DESK)])[library_id(EXAMPLE_DESK)]
+        items = ledger.load([row[0] for row in candidates]).values()
+        item = next((i for i in items if getattr(i, "loan", None) is not None), None)
+        owner = ledger.load([library_id(item.owner)])[library_id(item.owner)] if item else None
+    finally:
+        ledger.close()
+    auth = '-H "Authorization: Bearer $TJ_KEY"'
+    lines = [
+        f"A desk key of {getattr(desk, 'name', EXAMPLE_DESK)} ({EXAMPLE_DESK}), shown once:",
+        "",
+        f"  export TJ_KEY={token}",
+    ]
+    if item is None or owner is None or desk is None:
+        lines += [
+            f"  curl -s {base}/api/v1/items/{EXAMPLE_DESK}/510100000001 {auth}",
+            "",
+            "(no loan is open yet: `tongjie demo` loads a consortium with circulation)",
+            "",
+        ]
+        return "\n".join(lines)
+    body = json.dumps(
+        {"owner": item.owner, "barcode": item.barcode, "library": EXAMPLE_DESK},
+        ensure_ascii=False,
     )
+    floats = str(owner.policy.return_mode) == "float"
+    outcome = (
+        f"it floats: it stays at {EXAMPLE_DESK} and circulates there"
+        if floats
+        else f"it waits at {EXAMPLE_DESK} to be sent home to {owner.name}"
+    )
+    lines += [
+        f"  curl -s {base}/api/v1/items/{item.owner}/{item.barcode} {auth}",
+        f"  curl -s -X POST {base}/api/v1/returns {auth} -H 'Content-Type: application/json' "
+        f"-H 'Idempotency-Key: example-return-1' -d '{body}'",
+        "",
+        f"The first shows item {item.barcode} of {owner.name}, on loan from {item.loan.library}.",
+        f"The second returns it at {EXAMPLE_DESK} (any member may take a return): {outcome}.",
+        "Run it twice: the same Idempotency-Key answers the first response, records nothing.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 class _Gunicorn:
@@ -141,7 +217,8 @@ class _Gunicorn:
         class App(BaseApplication):  # type: ignore[misc]
             def load_config(self) -> None:
                 for key, value in outer.options.items():
-                    self.cfg.set(key, value)
+                    if key in self.cfg.settings:  # options newer than the installed gunicorn
+                        self.cfg.set(key, value)
 
             def load(self) -> Any:
                 from ledger.application import Circulation
@@ -156,10 +233,25 @@ class _Gunicorn:
             "worker_class": "gthread",
             "timeout": 60,
             "graceful_timeout": 20,
+            # Request lines and statuses only: bodies (identity numbers) are never logged,
+            # and no URL carries one.
             "accesslog": "-",
-            "preload_app": False,
+            "access_log_format": '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms',
+            "preload_app": False,  # each worker opens its own ledger (pool, committer) after fork
+            "worker_exit": _close_ledger,
+            # gunicorn 27's control socket defaults to one path per user: two servers (a test,
+            # a benchmark, make run) would fight over it, and nothing here uses it.
+            "control_socket_disable": True,
         }
         self.app = App()
 
     def run(self) -> None:
         self.app.run()
+
+
+def _close_ledger(server: Any, worker: Any) -> None:
+    """A stopping worker finishes its group-commit batch and closes its connections."""
+    app = getattr(worker, "wsgi", None)
+    ledger = getattr(app, "extensions", {}).get("tongjie.ledger") if app else None
+    if ledger is not None:
+        ledger.close()
