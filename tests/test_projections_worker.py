@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,3 +78,43 @@ def test_a_killed_worker_resumes_exactly_where_it_committed(dsn: str, tmp_path: 
     rebuild(dsn, MINE)
     assert snapshot(dsn) == live
     assert len(live["item_locations"]) == 249 * 8 + 1
+
+
+def test_a_rebuild_swaps_tables_under_a_running_worker(dsn: str, tmp_path: Path) -> None:
+    generate(dsn, 6_000, items_per_library=4, readers=200)
+    worker = start_worker(dsn, tmp_path)
+    app = open_ledger(dsn)
+    try:
+        assert wait_until(dsn, head(dsn), MINE, timeout=60)
+        stop = threading.Event()
+        written: list[int] = []
+
+        def desk_keeps_working() -> None:
+            n = 0
+            while not stop.is_set():
+                result = app.register_item(
+                    owner=CHENGDU, barcode=f"DURING-{n}", actor=desk(CHENGDU)
+                )
+                written.append(max(result.notification_ids))
+                n += 1
+
+        thread = threading.Thread(target=desk_keeps_working)
+        thread.start()
+        try:
+            for _ in range(2):  # the worker's statements outlive the tables they were made on
+                rebuild(dsn, MINE)
+        finally:
+            stop.set()
+            thread.join()
+        assert written and wait_until(dsn, max(written), MINE, timeout=60)
+        assert worker.poll() is None
+    finally:
+        app.close()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    live = snapshot(dsn)
+    rebuild(dsn, MINE)
+    assert snapshot(dsn) == live
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM item_locations WHERE barcode LIKE 'DURING-%'")
+        assert row.fetchone() == (len(written),)
