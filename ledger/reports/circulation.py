@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from ledger.domain.errors import DomainError, InvalidInput
 from ledger.projections import tracking
@@ -159,11 +159,15 @@ _KEYS = {
 
 def position_at(conn: psycopg.Connection[Any], instant: datetime) -> int:
     """The last log position recorded by ``instant`` (recorded_at grows with the position)."""
-    row = conn.execute(
-        f"SELECT notification_id FROM {EVENTS_TABLE} WHERE recorded_at <= %s"
-        " ORDER BY notification_id DESC LIMIT 1",
-        (instant,),
-    ).fetchone()
+    row = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            f"SELECT notification_id FROM {EVENTS_TABLE} WHERE recorded_at <= %s"
+            " ORDER BY notification_id DESC LIMIT 1",
+            (instant,),
+        )
+        .fetchone()
+    )
     return int(row[0]) if row else 0
 
 
