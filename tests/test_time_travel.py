@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import pytest
 
@@ -144,3 +145,40 @@ def test_an_event_never_takes_effect_before_the_one_before_it(app: Circulation, 
     assert Views(app).holdings(YUZHONG, T0 + timedelta(days=5, seconds=1)).rows[0]["held_as"] == (
         "shelf"
     )
+
+
+def test_holdings_and_item_as_of_agree_after_a_renewal_and_a_late_return(
+    app: Circulation, dsn: str
+) -> None:
+    join_all(app, [CHENGDU, YUZHONG])
+    reader = register_reader(app, 10)
+    app.register_item(owner=CHENGDU, barcode="B1", actor=desk(CHENGDU), occurred_at=T0)
+    loan = app.borrow(
+        owner=CHENGDU,
+        barcode="B1",
+        library=CHENGDU,
+        reader_id=reader,
+        actor=desk(CHENGDU),
+        occurred_at=T0 + timedelta(days=1),
+    )
+    app.renew(
+        loan_id=UUID(loan.outcome["loan_id"]),
+        library=CHENGDU,
+        actor=desk(CHENGDU),
+        occurred_at=T0 + timedelta(days=6),
+    )
+    app.return_item(  # synced late: the desk says day 5, after the day-6 renewal was recorded
+        owner=CHENGDU,
+        barcode="B1",
+        library=YUZHONG,
+        actor=desk(YUZHONG),
+        occurred_at=T0 + timedelta(days=5),
+    )
+    fold(dsn)
+    views = Views(app)
+    for at, on_loan in ((T0 + timedelta(days=5, hours=12), True), (T0 + timedelta(days=7), False)):
+        item = views.as_of(CHENGDU, "B1", at)
+        assert (str(item.state.status) == "on_loan") is on_loan
+        held_here = [r["held_as"] for r in views.holdings(CHENGDU, at).rows]
+        held_there = [r["held_as"] for r in views.holdings(YUZHONG, at).rows]
+        assert (held_here, held_there) == ((["loan"], []) if on_loan else ([], ["shelf"]))

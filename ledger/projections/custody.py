@@ -5,8 +5,9 @@ shipped) or on loan from its desk (``loan``); in transit, lost or withdrawn it i
 by no one. Each change closes the item's current interval (emitted to the append-only
 ``item_custody``, streamed out during a rebuild) and opens the next one
 (``item_custody_open``, one row per item: live state). Times are ``occurred_at``,
-but never earlier than the item's previous event: a desk that syncs late cannot make
-an interval end before it began.
+but never earlier than the item's previous event (``seen_at`` keeps the latest so far):
+a desk that syncs late cannot make an interval end before it began, and holdings as of
+an instant agree with ``history.as_of`` of each item at that instant.
 """
 
 from __future__ import annotations
@@ -42,42 +43,32 @@ class OpenRow(NamedTuple):
     held_as: str | None
     valid_from: datetime
     from_version: int
+    seen_at: datetime  # the latest occurred_at along the item's stream so far
+
+
+_new = tuple.__new__  # positional rows: the rebuild's hot path
 
 
 def _hold(r: Record, rows: Rows, holder: str | None, held_as: str | None) -> None:
-    current: OpenRow | None = rows.get(OPEN, r.originator_id)
-    if current is None:
+    o: OpenRow | None = rows.get(OPEN, r.originator_id)
+    if o is None:
         return
-    if (holder, held_as) == (current.holder, current.held_as):
+    at = r.data["occurred_at"]
+    if at < o[6]:
+        at = o[6]  # never before the item's previous event
+    if o[2] == holder and o[3] == held_as:
+        if at != o[6]:
+            rows.put(OPEN, r.originator_id, _new(OpenRow, (*o[:6], at)))
         return
-    at = max(r.data["occurred_at"], current.valid_from)
-    if current.holder is not None and current.held_as is not None:
-        rows.emit(
-            NAME,
-            IntervalRow(
-                current.item_id,
-                current.owner,
-                current.holder,
-                current.held_as,
-                current.valid_from,
-                at,
-                current.from_version,
-                r.version,
-            ),
-        )
-    rows.put(
-        OPEN,
-        r.originator_id,
-        OpenRow(current.item_id, current.owner, holder, held_as, at, r.version),
-    )
+    if o[2] is not None:
+        rows.emit(NAME, _new(IntervalRow, (*o[:5], at, o[5], r.version)))
+    rows.put(OPEN, r.originator_id, _new(OpenRow, (o[0], o[1], holder, held_as, at, r.version, at)))
 
 
 def _registered(r: Record, rows: Rows) -> None:
-    owner = r.data["owner"]
+    owner, at = r.data["owner"], r.data["occurred_at"]
     rows.put(
-        OPEN,
-        r.originator_id,
-        OpenRow(r.originator_id, owner, owner, SHELF, r.data["occurred_at"], r.version),
+        OPEN, r.originator_id, OpenRow(r.originator_id, owner, owner, SHELF, at, r.version, at)
     )
 
 
@@ -99,15 +90,25 @@ def _cancelled(r: Record, rows: Rows) -> None:
     _hold(r, rows, r.data["holding"], SHELF)  # back with the sender (its custodian in transit)
 
 
+def _unchanged(r: Record, rows: Rows) -> None:
+    """Renewed, or corrected without moving: custody stays, the item's clock moves on."""
+    o: OpenRow | None = rows.get(OPEN, r.originator_id)
+    if o is not None:
+        _hold(r, rows, o[2], o[3])
+
+
 def _corrected(r: Record, rows: Rows) -> None:
     location = r.data["changes"].get("location")
     if location is not None:
         _hold(r, rows, location, SHELF)
+    else:
+        _unchanged(r, rows)
 
 
 HANDLERS = {
     "Item.Registered": _registered,
     "Item.Borrowed": _on_loan,
+    "Item.Renewed": _unchanged,
     "Item.Returned": _on_shelf,
     "Item.TransferDispatched": _gone,
     "Item.TransferReceived": _on_shelf,

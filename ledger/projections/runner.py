@@ -30,8 +30,8 @@ from ledger.store import EVENTS_TABLE
 
 log = logging.getLogger(__name__)
 
-#: Events per transaction: large enough to amortise the round trips when catching up,
-#: small enough that one transaction stays short (a few tens of milliseconds).
+#: Notification ids per step (one transaction): large enough to amortise the round trips
+#: when catching up, small enough that one transaction stays short (tens of milliseconds).
 BATCH = 2000
 #: How long the worker sleeps without a notification before looking anyway (a NOTIFY
 #: can be missed while reconnecting).
@@ -151,7 +151,7 @@ class LiveRows:
 
 
 class LiveRunner:
-    """Folds new events into the projections, one transaction per page."""
+    """Folds new events into the projections, one transaction per step."""
 
     def __init__(
         self,
