@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -98,6 +98,8 @@ def test_dispute_over_http(api: Any) -> None:
     assert api("GET", f"/disputes/{dispute}/evidence", JINJIANG).status_code == 403
     evidence = api("GET", f"/disputes/{dispute}/evidence", YUZHONG).get_json()
     assert evidence["last_provable_holder"]["library"] == YUZHONG
+    recorded = datetime.fromisoformat(evidence["timeline"][-1]["recorded_at"])
+    assert recorded.utcoffset() is not None  # ISO 8601 with offset, not an HTTP date
     page = api("GET", f"/disputes/{dispute}/evidence.html", "admin")
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert "provably held" in page.get_data(as_text=True)

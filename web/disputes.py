@@ -200,6 +200,11 @@ class ReturnClaims(MethodView):
         )
 
 
+def _json(value: dict[str, Any]) -> Response:
+    """Times as ISO 8601 with offset, money as exact decimal strings."""
+    return Response(ev.to_json(value, indent=None), mimetype="application/json")
+
+
 def _evidence(dispute_id: UUID) -> dict[str, Any]:
     app = ledger()
     dispute = app.load([dispute_id])[dispute_id]
@@ -216,7 +221,7 @@ class Evidence(MethodView):
     @bp.response(200)
     def get(self, dispute_id: UUID):
         """The evidence file (JSON): the item's timeline, late uploads, last provable holder."""
-        return _evidence(dispute_id)
+        return _json(_evidence(dispute_id))
 
 
 @bp.route("/disputes/<uuid:dispute_id>/evidence.html")
@@ -233,4 +238,6 @@ class Settlement(MethodView):
     @bp.response(200)
     def get(self, query: dict[str, Any]):
         """Per pair of libraries: items lost in the other's custody, compensation resolved."""
-        return settlement(ledger(), query["from_"], query["to"], library=_scope(query["library"]))
+        return _json(
+            settlement(ledger(), query["from_"], query["to"], library=_scope(query["library"]))
+        )

@@ -7,7 +7,6 @@ evidence ID`` reads best in the singular). The CLI acts as the operator named by
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -23,7 +22,9 @@ OPERATOR = click.option(
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    from ledger.disputes.evidence import to_json
+
+    return to_json(value)
 
 
 def _fail(error: Exception) -> click.ClickException:

@@ -13,8 +13,9 @@ the dispute's streams together, with ``recorded_at`` from the event table.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -315,6 +316,17 @@ def _duration(seconds: int) -> str:
     if seconds < 172800:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} days"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)  # UUID, Decimal: their exact text
+
+
+def to_json(value: Any, *, indent: int | None = 2) -> str:
+    """JSON with ISO 8601 times (with offset) and decimals as exact strings."""
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=_plain)
 
 
 def render_html(evidence: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ import pygal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pygal.style import Style
 
+from ledger.disputes.evidence import to_json
 from ledger.reports.circulation import METRICS
 
 #: The flow matrix shows the libraries with most returns; 249 × 249 dots say nothing.
@@ -32,7 +32,7 @@ _STYLE = Style(
 
 
 def as_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, ensure_ascii=False, indent=2, default=str)
+    return to_json(result)
 
 
 def as_csv(result: dict[str, Any]) -> str:
