@@ -21,6 +21,9 @@ all three. Targets (issue 3): rebuild >= 30x (a), >= 0.4x (b), peak RSS < 1 GiB,
 lag < 1 s at 200 commands/s.
 
     python -m benchmarks.rebuild [--events 1000000] [--runner-seconds 30]
+
+``--template DB`` copies a database (on ``LEDGER_BENCH_DATABASE_URL``'s server) that holds
+a history this generator made earlier, instead of generating one again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import singledispatchmethod
 from typing import Any
 
@@ -90,6 +95,34 @@ def counted_events(dsn: str, upto: int | None = None) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@contextmanager
+def copy_of(template: str) -> Iterator[str]:
+    """A scratch copy of an existing history database, migrated, dropped afterwards."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from ledger.store import migrate
+
+    server = os.environ.get("LEDGER_BENCH_DATABASE_URL")
+    if not server:
+        raise SystemExit("--template needs LEDGER_BENCH_DATABASE_URL (the template's server)")
+    name = f"tongjie_bench_copy_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    dsn = make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
+    try:
+        migrate(dsn)
+        yield dsn
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 # ------------------------------------------------------- baseline (b): floor
@@ -338,16 +371,25 @@ def main() -> None:
     parser.add_argument(
         "--projections", nargs="*", help=f"default: all registered ({', '.join(REGISTRY)})"
     )
+    parser.add_argument("--template", help="copy this history database instead of generating")
     args = parser.parse_args()
     choose(args.projections)
     load_before = os.getloadavg()
-    with scratch_database() as dsn:
-        generated, generation_seconds = make_history(dsn, args.events)
+    with copy_of(args.template) if args.template else scratch_database() as dsn:
+        if args.template:
+            generated = head(dsn)
+            print(f"history: copied from {args.template}", flush=True)
+        else:
+            generated, generation_seconds = make_history(dsn, args.events)
+            print(
+                f"history generated in {generation_seconds:.0f}s "
+                f"({generated / generation_seconds:,.0f} events/s)",
+                flush=True,
+            )
         last = head(dsn)
         relevant = counted_events(dsn)
         print(
-            f"history: {generated:,} events ({relevant:,} of the projections' topics) "
-            f"generated in {generation_seconds:.0f}s ({generated / generation_seconds:,.0f}/s)",
+            f"history: {generated:,} events ({relevant:,} of the projections' topics)",
             flush=True,
         )
         floor_rate = floor(dsn)
