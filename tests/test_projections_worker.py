@@ -16,7 +16,7 @@ import psycopg
 from ledger.demo.bulk import generate
 from ledger.projections import tracking as t
 from ledger.projections.runner import wait_until
-from ledger.replay import rebuild
+from ledger.replay import STAGING, rebuild
 from tests.conftest import open_ledger
 from tests.helpers import CHENGDU, desk
 from tests.test_projections import MINE, snapshot
@@ -118,3 +118,44 @@ def test_a_rebuild_swaps_tables_under_a_running_worker(dsn: str, tmp_path: Path)
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT count(*) FROM item_locations WHERE barcode LIKE 'DURING-%'")
         assert row.fetchone() == (len(written),)
+
+
+def test_a_killed_rebuild_process_leaves_the_old_tables_and_a_rerun_is_clean(
+    dsn: str, tmp_path: Path
+) -> None:
+    generate(dsn, 15_000, items_per_library=8, readers=400)
+    rebuild(dsn, MINE)
+    before, rebuilt_at = snapshot(dsn), rebuilt(dsn)
+    env = {**os.environ, "LEDGER_DATABASE_URL": dsn, "LEDGER_DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "ledger", "rebuild", "--all"], env=env)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while not conn.execute(  # the rebuild holds its advisory locks while it works
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()[0]:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.005)
+        time.sleep(0.2)  # well into the fold
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=10) == -signal.SIGKILL  # killed, not finished
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert rebuilt(dsn) == rebuilt_at  # it never reached its commit
+    assert snapshot(dsn) == before  # the old tables still serve, untouched
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (STAGING,)
+        ).fetchone() == (0,)
+    rebuild(dsn, MINE)  # a rerun starts clean
+    assert snapshot(dsn) == before
+    assert rebuilt(dsn) != rebuilt_at
+
+
+def rebuilt(dsn: str) -> list[tuple[str, object]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            f"SELECT name, rebuilt_at FROM {t.TABLE} WHERE name = ANY(%s) ORDER BY name", (MINE,)
+        ).fetchall()
