@@ -204,6 +204,14 @@ def test_serve_answers_over_http_and_stops_cleanly(server: Server, env: dict[str
     assert (retry.status_code, retry.headers["Idempotent-Replayed"]) == (201, "true")
     assert retry.content == loan.content
 
+    too_big = b'{"owner": "SC-510100", "barcode": "S2", "title": "' + b"x" * 70_000 + b'"}'
+    for body in (too_big, iter([too_big[:100], too_big[100:]])):  # sized, then chunked
+        refused = session.post(
+            f"{base}/items", data=body, headers={"Content-Type": "application/json"}
+        )
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["type"] == "/problems/body-too-large"
+
     state = session.get(f"{base}/items/{CHENGDU}/S1").json()
     assert (state["status"], state["loan"]["loan_id"]) == ("on_loan", loan.json()["loan_id"])
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from ledger.application import Circulation
@@ -100,7 +100,7 @@ def create_app(ledger: Circulation, **config: Any) -> Flask:
     api.register_converter(LibraryCode, lambda _: {"type": "string", "pattern": f"^{CODE_REGEX}$"})
     api.register_converter(Barcode, lambda _: {"type": "string", "pattern": f"^{BARCODE_REGEX}$"})
     app.before_request(load_actor)
-    app.before_request(_require_json)
+    app.before_request(_check_body)
     app.register_error_handler(DomainError, problems.from_domain)
     app.register_error_handler(Exception, _unexpected)
 
@@ -128,14 +128,16 @@ def _optional_blueprints() -> list[Any]:
     return found
 
 
-def _require_json() -> None:
-    """Commands are JSON; a form post or a text body is refused before it is parsed."""
-    if (
-        request.method in ("POST", "PUT", "PATCH")
-        and request.url_rule is not None
-        and not request.is_json
-    ):
+def _check_body() -> None:
+    """Commands are JSON within MAX_BODY_BYTES; anything else is refused before it is parsed."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.url_rule is None:
+        return
+    if not request.is_json:
         raise UnsupportedMediaType("send the command as JSON (Content-Type: application/json)")
+    # A sized body over the limit is refused by Werkzeug; a chunked one it silently cuts at
+    # the limit, so one that reaches it is refused here (and the body is cached for parsing).
+    if request.content_length is None and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
 
 
 def _unexpected(error: Exception) -> Response:

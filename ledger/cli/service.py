@@ -233,6 +233,10 @@ class _Gunicorn:
             "worker_class": "gthread",
             "timeout": 60,
             "graceful_timeout": 20,
+            # A desk sends a command, waits for the reader, sends the next: gunicorn's 2 s
+            # would close its connection between them, and a POST racing that close fails.
+            # Idle connections wait in the gthread poller, not in a thread.
+            "keepalive": 30,
             # Request lines and statuses only: bodies (identity numbers) are never logged,
             # and no URL carries one.
             "accesslog": "-",
