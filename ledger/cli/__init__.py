@@ -44,7 +44,7 @@ def open_ledger(settings: Settings) -> Iterator[Circulation]:
 
 
 def _register() -> None:
-    from ledger.cli import core, disputes, projections, reports, service  # noqa: F401
+    from ledger.cli import core, disputes, integrity, projections, reports, service  # noqa: F401
 
 
 _register()

@@ -133,11 +133,17 @@ def serve(
 
 
 def _start_background(dsn: str) -> list[subprocess.Popen[bytes]]:
-    """The projection worker, as its own process (it owns its connections)."""
-    if "project" not in main.commands:
-        return []
+    """The projection worker and the checkpoint signer, each its own process (each owns its
+    connections; only the signer holds the signing key)."""
     env = {**os.environ, "LEDGER_DATABASE_URL": dsn}
-    return [subprocess.Popen([sys.executable, "-m", "ledger", "project"], env=env)]
+    started = []
+    if "project" in main.commands:
+        started.append(subprocess.Popen([sys.executable, "-m", "ledger", "project"], env=env))
+    every = Settings.from_env().checkpoint_seconds
+    if every > 0:
+        command = [sys.executable, "-m", "ledger", "checkpoint", "--every", str(every)]
+        started.append(subprocess.Popen(command, env=env))
+    return started
 
 
 #: The desk the example key belongs to: 成都市图书馆, a member in the demo consortium.

@@ -231,6 +231,19 @@ def _walk(
             )
         ).digest()
         if leaf != c[2]:
+            if sha256(b"\x02" + previous + c[2]).digest() != c[3]:
+                return (
+                    Mismatch(
+                        "chain",
+                        "the chain row's leaf hash was altered: it matches neither the event"
+                        " nor the chain hash stored beside it",
+                        nid,
+                        i,
+                    ),
+                    i,
+                    stack,
+                    node_count,
+                )
             return Mismatch("content", "", nid, i, oid.hex()), i, stack, node_count
         previous = sha256(b"\x02" + previous + leaf).digest()
         if previous != c[3]:
