@@ -66,6 +66,8 @@ def as_table(result: dict[str, Any]) -> str:
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in body]
     if not result["rows"]:
         lines.append("(no rows: nothing happened at this scope in this period)")
+    for flow in result.get("region_flows") or []:
+        lines.append(f"{flow['flow']}: {flow['from']} → {flow['to']}  {flow['n']}")
     return "\n".join(lines)
 
 
@@ -87,7 +89,7 @@ def monthly_chart(monthly: dict[str, Any]) -> str:
         width=900,
         x_label_rotation=30,
         legend_at_bottom=True,
-        title="Per month",
+        title="Loans and returns",
     )
     rows = monthly["rows"]
     chart.x_labels = [r["month"] for r in rows]
@@ -110,22 +112,27 @@ def monthly_chart(monthly: dict[str, Any]) -> str:
 
 
 def flow_chart(flow: dict[str, Any]) -> str:
+    """Cross-library returns only: the diagonal (returned where borrowed) would drown them."""
+    cells = {
+        (r["borrowed_at"], r["returned_at"]): r["returns"]
+        for r in flow["rows"]
+        if r["borrowed_at"] != r["returned_at"]
+    }
     volume: dict[str, int] = {}
-    for r in flow["rows"]:
-        volume[r["borrowed_at"]] = volume.get(r["borrowed_at"], 0) + r["returns"]
-        volume[r["returned_at"]] = volume.get(r["returned_at"], 0) + r["returns"]
+    for (borrowed, returned), n in cells.items():
+        volume[borrowed] = volume.get(borrowed, 0) + n
+        volume[returned] = volume.get(returned, 0) + n
     top = sorted(volume, key=lambda code: (-volume[code], code or ""))[:FLOW_LIBRARIES]
-    cells = {(r["borrowed_at"], r["returned_at"]): r["returns"] for r in flow["rows"]}
     chart = pygal.Dot(
         style=_STYLE,
         js=[],
         disable_xml_declaration=True,
-        height=120 + 28 * len(top),
+        height=140 + 28 * len(top),
         width=900,
         x_label_rotation=45,
-        show_legend=True,
-        legend_at_bottom=False,
-        title=f"Returns: borrowed at (rows) × returned at (columns), top {len(top)} libraries",
+        show_legend=False,
+        title=f"Cross-library returns: borrowed at (rows) × returned at (columns), "
+        f"the {len(top)} busiest libraries",
     )
     chart.x_labels = top
     for borrowed in top:
@@ -149,6 +156,8 @@ def as_html(result: dict[str, Any], monthly: dict[str, Any], flow: dict[str, Any
         r=result,
         metrics=METRICS,
         monthly_svg=Markup(monthly_chart(monthly)) if monthly["rows"] else None,
-        flow_svg=Markup(flow_chart(flow)) if flow["rows"] else None,
+        flow_svg=Markup(flow_chart(flow))
+        if any(r["borrowed_at"] != r["returned_at"] for r in flow["rows"])
+        else None,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
