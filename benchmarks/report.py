@@ -78,6 +78,7 @@ def evidence_item(dsn: str, item_events: int) -> tuple[object, int]:
         library=HOME,
         actor=home,
     ).outcome["dispute_id"]
+    dispute = UUID(dispute)
     events = app.get_item(HOME, "EVIDENCE-1").version  # type: ignore[union-attr]
     return (app, dispute), events
 

@@ -114,16 +114,25 @@ _COUNTS = """
         AS cross_library_loans,
     count(*) FILTER (WHERE f.metric = 'return' AND f.other IS DISTINCT FROM f.library)
         AS cross_library_returns,
-    count(DISTINCT (f.ref, f.library, f.day))
-        FILTER (WHERE f.metric = 'loan' AND f.other IS DISTINCT FROM f.library)
-        AS borrowing_visits,
-    count(DISTINCT (f.ref, f.library, f.day))
-        FILTER (WHERE f.metric = 'return' AND f.other IS DISTINCT FROM f.library)
-        AS returning_visits,
     count(*) FILTER (WHERE f.metric = 'recirculated') AS recirculated,
     count(*) FILTER (WHERE f.metric = 'dispatched') AS transfers_dispatched,
     count(*) FILTER (WHERE f.metric = 'received') AS transfers_received,
     count(*) FILTER (WHERE f.metric = 'lost') AS items_lost
+"""
+
+#: Reader-visits: distinct (reader, library, day) among cross-library loans and returns.
+#: A hashed DISTINCT in a subquery, several times faster than count(DISTINCT …) per group.
+_VISITS = """
+    SELECT v.key,
+        count(*) FILTER (WHERE v.metric = 'loan') AS borrowing_visits,
+        count(*) FILTER (WHERE v.metric = 'return') AS returning_visits
+    FROM (
+        SELECT DISTINCT {key} AS key, f.metric, f.ref, f.library, f.day
+        FROM report_facts f {join}
+        WHERE f.metric IN ('loan', 'return') AND f.other IS DISTINCT FROM f.library
+          AND f.day BETWEEN %(start)s AND %(end)s AND f.position <= %(position)s {scope}
+    ) v
+    GROUP BY 1
 """
 
 #: Shipments overdue at the report's instant: dispatched (by the position), deadline
@@ -247,6 +256,13 @@ def _grouped(
     out: dict[str, dict[str, int]] = {}
     for row in cur.execute(counts, params).fetchall():
         out[row.pop("key")] = {m: row.get(m, 0) for m in METRICS}
+    visits = sql.SQL(_VISITS).format(
+        key=sql.SQL(key.format(day="f.day")), join=sql.SQL(join), scope=sql.SQL(scope)
+    )
+    for row in cur.execute(visits, params).fetchall():
+        target = out.setdefault(row["key"], dict.fromkeys(METRICS, 0))
+        target["borrowing_visits"] = row["borrowing_visits"]
+        target["returning_visits"] = row["returning_visits"]
     overdue = sql.SQL(_OVERDUE).format(
         key=sql.SQL(key.format(day="(f.deadline AT TIME ZONE 'Asia/Shanghai')::date")),
         join=sql.SQL(join),
@@ -255,9 +271,7 @@ def _grouped(
     for row in cur.execute(overdue, params).fetchall():
         target = out.setdefault(row["key"], dict.fromkeys(METRICS, 0))
         target["transfers_overdue"] = row["transfers_overdue"]
-    for values in out.values():
-        values.setdefault("transfers_overdue", 0)
-    return {k: {m: v[m] for m in METRICS} for k, v in out.items()}
+    return {k: {m: v.get(m, 0) for m in METRICS} for k, v in out.items()}
 
 
 def _flows(cur: psycopg.Cursor[Any], params: dict[str, Any], *, scoped: bool) -> list[dict]:
