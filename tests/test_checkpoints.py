@@ -421,3 +421,38 @@ def test_checkpoint_and_verify_commands(dsn: str, tmp_path: Path) -> None:
     broken = runner.invoke(main, ["verify"], env=env, catch_exceptions=False)
     assert broken.exit_code == 1
     assert "MISMATCH" in broken.output and "content" in broken.output
+
+
+def test_the_cli_prints_the_receipt_of_what_it_records(dsn: str, tmp_path: Path) -> None:
+    from tests.conftest import IDENTITY_KEY
+    from tests.helpers import identity_number, register_reader
+
+    ledger = open_ledger(dsn)
+    try:
+        join_all(ledger, [CHENGDU])
+        register_reader(ledger, 11)
+    finally:
+        ledger.close()
+    env = {
+        "LEDGER_DATABASE_URL": dsn,
+        "LEDGER_IDENTITY_KEY": IDENTITY_KEY.hex(),
+        "LEDGER_DATA_DIR": str(tmp_path),
+    }
+    run = CliRunner().invoke(
+        main,
+        ["readers", "forget", "--number", identity_number(11)],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert run.exit_code == 0, run.output
+    printed = run.output[run.output.index("{") :]
+    receipt = Receipt.from_dict(json.loads(printed))
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT c.notification_id, c.leaf_index, c.leaf_hash FROM event_chain c"
+            " JOIN circulation_events e USING (notification_id)"
+            " WHERE e.topic LIKE '%Reader.Forgotten'"
+        ).fetchone()
+    assert [(e.position, e.leaf_index, e.leaf_hash) for e in receipt.events] == [
+        (row[0], row[1], bytes(row[2]))
+    ]

@@ -7,6 +7,7 @@ import time
 import click
 
 from ledger.cli import main, open_ledger
+from ledger.cli.integrity import echo_receipt
 from ledger.config import Settings
 
 
@@ -106,7 +107,8 @@ def forget(settings: Settings, number: str, operator: str) -> None:
             reader_id = app.find_reader(number)
             reader = app.load([reader_id])[reader_id]
             library = getattr(reader, "home_library", None) or "SC-510000"
-            app.forget_reader(number=number, library=library, actor=Actor(operator))
+            result = app.forget_reader(number=number, library=library, actor=Actor(operator))
         except DomainError as error:
             raise click.ClickException(error.message) from None
     click.echo(f"reader {reader_id} is no longer linked to that number; its history stays.")
+    echo_receipt(result)

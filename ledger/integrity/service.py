@@ -145,7 +145,8 @@ class Integrity:
         ``tree_size`` events (default: the latest checkpoint's)."""
         with self.connect() as conn, conn.cursor(row_factory=tuple_row) as cur:
             row = cur.execute(
-                "SELECT c.leaf_index, c.leaf_hash, (SELECT max(leaf_index) + 1 FROM event_chain)"
+                "SELECT c.leaf_index, c.leaf_hash, (SELECT max(leaf_index) + 1 FROM event_chain),"
+                " (SELECT max(tree_size) FROM checkpoints)"
                 " FROM event_chain c WHERE c.notification_id = %s",
                 (position,),
                 prepare=True,
@@ -162,8 +163,8 @@ class Integrity:
                     f"no stored event has position {position} (positions may have gaps)",
                     field="position",
                 )
-            leaf_index, leaf, current = row[0], bytes(row[1]), row[2]
-            size = self._size_or_latest(conn, tree_size, current)
+            leaf_index, leaf, current, latest = row[0], bytes(row[1]), row[2], row[3]
+            size = self._size_or_latest(conn, tree_size, current, latest=latest)
             if leaf_index >= size:
                 raise e.NotInTree(
                     f"position {position} is leaf {leaf_index}, recorded after the tree of"
@@ -297,14 +298,18 @@ class Integrity:
         size: int | None,
         current: int,
         field: str = "tree_size",
+        latest: int | None = -1,
     ) -> int:
+        """The size asked for, checked; or the latest checkpoint's (-1: not looked up yet)."""
         if size is None:
-            latest = _latest(conn)
+            if latest == -1:
+                found = _latest(conn)
+                latest = found.tree_size if found is not None else None
             if latest is None:
                 raise e.NoCheckpoint(
                     f"no checkpoint yet: name {field} explicitly (1 to {current})", field=field
                 )
-            return latest.tree_size
+            return latest
         if size < 1:
             raise e.EmptyTree("a tree of size 0 holds no events", field=field)
         if size > current:

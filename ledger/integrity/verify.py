@@ -199,6 +199,7 @@ def _walk(
     previous = GENESIS
     checks = iter(trusted)
     check = next(checks, None)
+    check_at = check.checkpoint.tree_size if check is not None else -1
     next_node = next(nodes, None)
     node_count = 0
     i = 0
@@ -277,7 +278,7 @@ def _walk(
         stack.append(carry)
         i += 1
         c = next(chain, None)
-        while check is not None and check.checkpoint.tree_size == i:
+        while i == check_at and check is not None:
             if fold(stack) != check.checkpoint.root_hash:
                 return (
                     Mismatch(
@@ -291,7 +292,8 @@ def _walk(
                     node_count,
                 )
             check = next(checks, None)
-        if progress is not None and not i % 65_536:
+            check_at = check.checkpoint.tree_size if check is not None else -1
+        if progress is not None and not i & 0xFFFF:
             progress(65_536)
     if progress is not None:
         progress(i % 65_536)
