@@ -55,8 +55,12 @@ class LedgerParser(FlaskParser):
     """webargs' parser, refusing bodies the standard json module chokes on as malformed.
 
     ``json.loads`` raises RecursionError on deeply nested arrays and a plain ValueError on
-    integers longer than Python's 4,300-digit limit; webargs catches neither.
+    integers longer than Python's 4,300-digit limit; webargs catches neither. A body or
+    query that does not match its schema is a 400 (``invalid-request-body``), and so the
+    spec documents it; 422 is kept for rules the ledger refuses.
     """
+
+    DEFAULT_VALIDATION_STATUS = 400
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         try:
@@ -85,7 +89,7 @@ class Blueprint(flask_smorest.Blueprint):
                 )(wrapped)
             for error in COMMAND_ERRORS:
                 wrapped = self.alt_response(error, response=HTTPStatus(error).name)(wrapped)
-            wrapped = self.arguments(body, error_status_code=400)(wrapped)
+            wrapped = self.arguments(body)(wrapped)
             return self.doc(parameters=[IDEMPOTENCY_PARAMETER])(wrapped)  # type: ignore[no-any-return]
 
         return decorate
