@@ -89,7 +89,7 @@ def list_(settings: Settings) -> None:
     show_default=True,
     help="Address to listen on (0.0.0.0: every interface).",
 )
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Processes."
 )
