@@ -112,3 +112,17 @@ def test_events_recorded_after_the_opening_stand_out(case) -> None:
 def test_unknown_dispute(ledger: Circulation) -> None:
     with pytest.raises(UnknownDispute):
         build(ledger, UUID(int=1))
+
+
+def test_streams_decode_as_the_mapper_does(case) -> None:
+    """The evidence file reads events with the shared fast decoder: same events as the mapper."""
+    from ledger.disputes.streams import read_streams
+
+    ledger, dispute_id, _ = case
+    dispute = ledger.load([dispute_id])[dispute_id]
+    ids = [dispute.item_id, dispute_id]
+    fast = read_streams(ledger, ids)
+    for aggregate_id in ids:
+        slow = list(ledger.events.get(aggregate_id))
+        assert [type(r.event) for r in fast[aggregate_id]] == [type(e) for e in slow]
+        assert [vars(r.event) for r in fast[aggregate_id]] == [vars(e) for e in slow]

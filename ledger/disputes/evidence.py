@@ -119,9 +119,9 @@ def _local(at: datetime) -> str:
     return at.astimezone(CONSORTIUM_TZ).isoformat(timespec="seconds")
 
 
-def _details(event: Any) -> dict[str, Any]:
-    """The event's own fields, minus the envelope shown in columns of their own."""
-    skip = {
+#: The envelope, shown in columns of its own rather than among an event's details.
+_ENVELOPE = frozenset(
+    {
         "originator_id",
         "originator_version",
         "timestamp",
@@ -131,14 +131,13 @@ def _details(event: Any) -> dict[str, Any]:
         "command_id",
         "owner",
         "holding",
-        "originator_topic",
     }
-    out: dict[str, Any] = {}
-    for name, value in vars(event).items():
-        if name in skip:
-            continue
-        out[name] = str(value) if isinstance(value, UUID) else value
-    return out
+)
+
+
+def _details(event: Any) -> dict[str, Any]:
+    """The event's own fields (UUIDs, times and decimals are written out by ``to_json``)."""
+    return {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
 
 
 def build(app: Circulation, dispute_id: UUID, *, now: datetime | None = None) -> dict[str, Any]:
