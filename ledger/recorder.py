@@ -24,7 +24,15 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger.integrity.tables import HEAD_SQL, Leaf, NewEvent, chain_new_events
+from ledger.integrity.tables import (
+    HEAD_SQL,
+    ChainState,
+    Head,
+    Leaf,
+    NewEvent,
+    StaleHead,
+    chain_new_events,
+)
 
 
 @dataclass(slots=True)
@@ -59,6 +67,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head = threading.local()  # the chain-head cursor of the save in progress
+        # The tree this writer last extended: while no other writer has saved since, the
+        # frontier need not be read again (a save is then one index lookup for the chain).
+        self._known: Head | None = None
+        self._known_lock = threading.Lock()
         # Column arrays instead of eventsourcing's array of composites: psycopg sends
         # them without escaping every bytea into composite text (a third of the save).
         self.insert_events_statement = SQL(
@@ -86,9 +98,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
             prepare=True,
         )
         if self.chain_events:  # pipelined after the lock and the INSERT: no extra round trip
+            known = self._known
             head = curs.connection.cursor(row_factory=tuple_row)
-            head.execute(HEAD_SQL, prepare=True)
+            head.execute(HEAD_SQL, {"known": known.size if known else -1}, prepare=True)
             self._head.cursor = head
+            self._head.known = known
 
     def _fetch_ids_after_insert_events(
         self,
@@ -110,12 +124,32 @@ class LedgerRecorder(PostgresApplicationRecorder):
             head_rows = head.fetchall()
             head.close()
             ledger_id = next((bytes(h).decode() for lv, _, h in head_rows if lv == -2), None)
-            leaves = chain_new_events(curs, head_rows, _new_events(stored_events, rows))
+            try:
+                state = ChainState(head_rows, self._head.__dict__.pop("known", None))
+            except StaleHead:  # another chain than the one remembered: read it all (rare)
+                with curs.connection.cursor(row_factory=tuple_row) as again:
+                    state = ChainState(again.execute(HEAD_SQL, {"known": -1}).fetchall())
+            leaves = chain_new_events(curs, state, _new_events(stored_events, rows))
+            self._head.pending = state.head()
         if write_set is not None:
             write_set.notification_ids = ids
             write_set.leaves = leaves
             write_set.ledger_id = ledger_id
             self._write_rows(curs, write_set, ids)
+        return ids
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        self._head.__dict__.pop("pending", None)
+        try:
+            ids = super().insert_events(stored_events, **kwargs)
+        finally:
+            pending: Head | None = self._head.__dict__.pop("pending", None)
+        if pending is not None:  # committed: remember the tree this save left
+            with self._known_lock:
+                if self._known is None or pending.size > self._known.size:
+                    self._known = pending
         return ids
 
     def _write_rows(self, curs: Cursor[DictRow], ws: WriteSet, ids: list[int]) -> None:

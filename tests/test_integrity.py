@@ -259,3 +259,28 @@ def test_verify_finds_a_clean_history_clean(app: Circulation, dsn: str) -> None:
     _, chain = stored(dsn)
     assert report.root == root_of([bytes(r[2]) for r in chain])
     assert app.load([item_id(CHENGDU, "B0")])[item_id(CHENGDU, "B0")] is not None
+
+
+def test_a_writer_rereads_the_head_when_the_chain_is_not_the_one_it_made(dsn: str) -> None:
+    """A writer remembers the frontier it left, for as long as the tree keeps that size;
+    a chain rebuilt under it (same size, other head) is read again, never overwritten."""
+    app = open_ledger(dsn)
+    try:
+        join_all(app, [CHENGDU])
+        for n in range(20):
+            register_item(app, CHENGDU, f"K{n}")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            conn.execute(
+                "UPDATE circulation_events SET state = state || '\\x20'::bytea"
+                " WHERE notification_id = (SELECT min(notification_id) FROM circulation_events)"
+            )
+            conn.execute("DELETE FROM merkle_nodes")
+            conn.execute("DELETE FROM event_chain")
+            conn.execute("SELECT chain_unchained_events()")
+        for n in range(20, 25):
+            register_item(app, CHENGDU, f"K{n}")
+    finally:
+        app.close()
+    report = verify_store(dsn)
+    assert report.ok, report.mismatch  # the new events extend the rebuilt chain, as stored

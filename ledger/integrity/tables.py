@@ -28,7 +28,8 @@ BLOCK = 1 << STORED_LEVEL
 #: The chain's head and the tree's frontier, read under the writer's table lock, pipelined
 #: with the INSERT (no extra round trip). Rows are (level, idx, hash): level -2 names the
 #: ledger (for receipts); -1 is the head (idx = tree size, hash = chain hash); 0 the leaves
-#: of the open block of 16; then the stored frontier nodes.
+#: of the open block of 16; then the stored frontier nodes. The frontier is skipped when
+#: the tree still has the size the writer knows (``known``: it made the last save itself).
 HEAD_SQL = f"""
 WITH head AS (
     SELECT leaf_index + 1 AS size, chain_hash FROM event_chain
@@ -40,12 +41,13 @@ UNION ALL
 SELECT -1, size, chain_hash FROM head
 UNION ALL
 SELECT 0, c.leaf_index, c.leaf_hash FROM head JOIN event_chain c
-    ON c.leaf_index >= head.size - head.size % {BLOCK} AND c.leaf_index < head.size
+    ON c.leaf_index >= head.size - head.size %% {BLOCK} AND c.leaf_index < head.size
+    WHERE head.size <> %(known)s
 UNION ALL
 SELECT n.level, n.idx, n.hash FROM head
     CROSS JOIN generate_series({STORED_LEVEL}, 62) AS k(level)
     JOIN merkle_nodes n ON n.level = k.level AND n.idx = (head.size >> k.level) - 1
-    WHERE (head.size >> k.level) & 1 = 1
+    WHERE (head.size >> k.level) & 1 = 1 AND head.size <> %(known)s
 """
 
 # Arrays sent in binary (%b): in text, psycopg escapes every bytea element with a regex,
@@ -81,10 +83,30 @@ class NewEvent:
     recorded_at: datetime
 
 
-class ChainState:
-    """The chain head and the tree frontier, as read under the lock."""
+class StaleHead(Exception):
+    """The tree has the size the writer knew, but not its chain head: read the frontier."""
 
-    def __init__(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a writer remembers of the tree it last extended."""
+
+    size: int
+    previous: bytes
+    frontier: dict[int, bytes]
+
+
+class ChainState:
+    """The chain head and the tree frontier, as read under the lock (or remembered)."""
+
+    def __init__(self, rows: Sequence[tuple[int, int, bytes]], known: Head | None = None) -> None:
+        head = next(((idx, bytes(value)) for level, idx, value in rows if level == -1), None)
+        if known is not None and head is not None and head[0] == known.size:
+            if head[1] != known.previous:
+                raise StaleHead(f"the chain head at {known.size} is not the one this writer made")
+            self.previous = known.previous
+            self.frontier = Frontier(known.size, known.frontier)
+            return
         size, previous = 0, GENESIS
         leaves: dict[int, bytes] = {}
         nodes: dict[Piece, bytes] = {}
@@ -108,15 +130,18 @@ class ChainState:
         self.previous = previous
         self.frontier = Frontier(size, hashes)
 
+    def head(self) -> Head:
+        return Head(self.frontier.size, self.previous, dict(self.frontier.hashes))
+
 
 def chain_new_events(
-    curs: psycopg.Cursor[Any], head_rows: Sequence[tuple[int, int, bytes]], events: list[NewEvent]
+    curs: psycopg.Cursor[Any], state: ChainState, events: list[NewEvent]
 ) -> list[Leaf]:
     """Hash the save's events onto the chain and the tree; queue the rows (same transaction).
 
     ``events`` must be in notification order; the caller holds the event table's lock.
+    ``state`` ends at the new head.
     """
-    state = ChainState(head_rows)
     frontier = state.frontier
     previous = state.previous
     first = frontier.size
@@ -149,6 +174,7 @@ def chain_new_events(
     curs.execute(INSERT_CHAIN_SQL, (indexes, ids, leaf_hashes, chain_hashes), prepare=True)
     if node_levels:
         curs.execute(INSERT_NODES_SQL, (node_levels, node_indexes, node_hashes), prepare=True)
+    state.previous = previous
     return [Leaf(n, i, h) for n, i, h in zip(ids, indexes, leaf_hashes, strict=True)]
 
 
