@@ -15,7 +15,6 @@ from flask.views import MethodView
 from marshmallow import fields, validate
 
 from ledger.domain.errors import InvalidInput
-from ledger.integrity import errors as e
 from ledger.integrity.service import Integrity
 from web.auth import actor
 from web.recording import Blueprint, ledger
@@ -176,13 +175,8 @@ class Inclusion(MethodView):
     def get(self, query: dict[str, Any]):
         """The audit path of one event against a tree size (by default the latest
         checkpoint's), with that checkpoint when one was signed at that size."""
-        service = integrity()
-        proof = service.inclusion_proof(query["position"], query.get("tree_size"))
-        try:
-            checkpoint: dict[str, Any] | None = service.checkpoint(proof.tree_size).as_dict()
-        except e.UnknownCheckpoint:
-            checkpoint = None
-        return {**proof.as_dict(), "checkpoint": checkpoint}
+        proof, checkpoint = integrity().inclusion(query["position"], query.get("tree_size"))
+        return {**proof.as_dict(), "checkpoint": checkpoint and checkpoint.as_dict()}
 
 
 @bp.route("/proofs/consistency")

@@ -143,12 +143,23 @@ class Integrity:
     def inclusion_proof(self, position: int, tree_size: int | None = None) -> InclusionProof:
         """The audit path of the event at ``position`` (notification id) in a tree of
         ``tree_size`` events (default: the latest checkpoint's)."""
+        return self.inclusion(position, tree_size)[0]
+
+    def inclusion(
+        self, position: int, tree_size: int | None = None
+    ) -> tuple[InclusionProof, Checkpoint | None]:
+        """The proof, and the checkpoint signed at its tree size if there is one: two
+        statements in all (the leaf with the checkpoint, then the subtrees)."""
         with self.connect() as conn, conn.cursor(row_factory=tuple_row) as cur:
             row = cur.execute(
                 "SELECT c.leaf_index, c.leaf_hash, (SELECT max(leaf_index) + 1 FROM event_chain),"
-                " (SELECT max(tree_size) FROM checkpoints)"
-                " FROM event_chain c WHERE c.notification_id = %s",
-                (position,),
+                " k.tree_size, k.body, k.signature, s.public_key"
+                " FROM event_chain c"
+                " LEFT JOIN checkpoints k ON k.tree_size = coalesce(%(size)s::bigint,"
+                "     (SELECT max(tree_size) FROM checkpoints))"
+                " LEFT JOIN signing_keys s ON s.fingerprint = k.key_fingerprint"
+                " WHERE c.notification_id = %(position)s",
+                {"position": position, "size": tree_size},
                 prepare=True,
             ).fetchone()
             if row is None:
@@ -163,7 +174,9 @@ class Integrity:
                     f"no stored event has position {position} (positions may have gaps)",
                     field="position",
                 )
-            leaf_index, leaf, current, latest = row[0], bytes(row[1]), row[2], row[3]
+            leaf_index, leaf, current, signed_size = row[0], bytes(row[1]), row[2], row[3]
+            checkpoint = _checkpoint(row[4:]) if signed_size is not None else None
+            latest = signed_size if tree_size is None else -1
             size = self._size_or_latest(conn, tree_size, current, latest=latest)
             if leaf_index >= size:
                 raise e.NotInTree(
@@ -173,7 +186,7 @@ class Integrity:
                 )
             ranges = inclusion_path(leaf_index, size)
             found = tables.perfect_hashes(conn, pieces_of([*ranges, (0, size)]))
-        return InclusionProof(
+        proof = InclusionProof(
             self.ledger_id(),
             position,
             leaf_index,
@@ -182,6 +195,7 @@ class Integrity:
             fold([found[p] for p in frontier_pieces(size)]),
             tuple(assemble(ranges, found.__getitem__)),
         )
+        return proof, checkpoint
 
     def consistency_proof(self, old: int, new: int | None = None) -> ConsistencyProof:
         """That the tree of ``new`` events (default: the latest checkpoint's) extends the
