@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, request
 from flask_smorest import Api
@@ -22,6 +22,9 @@ from web.schemas import BARCODE_REGEX, CODE_REGEX
 
 #: A desk's command is a few hundred bytes; anything near this is not a command.
 MAX_BODY_BYTES = 64 * 1024
+#: How much of an oversized body is read (and dropped) so that its 413 arrives on a live
+#: connection; a larger one is cut off (its client may see a reset instead).
+DRAIN_BYTES = 1024 * 1024
 
 log = logging.getLogger("web")
 
@@ -134,10 +137,27 @@ def _check_body() -> None:
         return
     if not request.is_json:
         raise UnsupportedMediaType("send the command as JSON (Content-Type: application/json)")
-    # A sized body over the limit is refused by Werkzeug; a chunked one it silently cuts at
-    # the limit, so one that reaches it is refused here (and the body is cached for parsing).
-    if request.content_length is None and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
-        raise RequestEntityTooLarge()
+    size = request.content_length
+    if size is not None and size > MAX_BODY_BYTES:
+        _refuse_too_large()
+    # Werkzeug silently cuts a chunked body at the limit: one that reaches it is refused
+    # (reading it here also caches it for the parser).
+    if size is None and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+        _refuse_too_large()
+
+
+def _refuse_too_large() -> NoReturn:
+    """413, after reading what is left of a moderately large body: otherwise the server
+    closes the connection with bytes unread, and a client still sending sees a reset
+    instead of the answer."""
+    stream = request.environ.get("wsgi.input")
+    left = DRAIN_BYTES
+    while stream is not None and left > 0:
+        chunk = stream.read(min(64 * 1024, left))
+        if not chunk:
+            break
+        left -= len(chunk)
+    raise RequestEntityTooLarge(f"a command is at most {MAX_BODY_BYTES // 1024} KiB")
 
 
 def _unexpected(error: Exception) -> Response:
