@@ -17,8 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from ledger.application import Circulation
+from ledger.cli import main
 from ledger.integrity.checkpoints import Checkpoint, private_key, sign_checkpoint
 from ledger.integrity.proofs import VerificationFailed, check_consistency
 from ledger.integrity.service import Integrity, TreeForked, dsn_connect
@@ -185,9 +187,14 @@ def test_covered_tracks_break_the_signed_checkpoint(
     assert report.mismatch.kind == "checkpoint"
     assert f"size {before.tree_size}" in report.mismatch.detail
 
-    # the service's signer refuses to sign a tree that does not extend its last checkpoint.
+    # the service's signer refuses to sign a tree that does not extend its last checkpoint,
+    # and so does `tongjie checkpoint` (what `tongjie serve` runs), loudly.
     with pytest.raises(TreeForked):
         integrity.make_checkpoint()
+    env = {"LEDGER_DATABASE_URL": dsn, "LEDGER_SIGNING_KEY": bytes(range(32)).hex()}
+    refused = CliRunner().invoke(main, ["checkpoint"], env=env, catch_exceptions=False)
+    assert refused.exit_code == 2
+    assert "REFUSED TO SIGN" in refused.output
 
     # an operator who signs anyway is caught by the consistency proof a witness asks for.
     size = integrity.tree_size()

@@ -97,11 +97,15 @@ def verify(settings: Settings, checkpoint_files: tuple[Path, ...]) -> None:
 def checkpoint(settings: Settings, every: float | None, as_json: bool) -> None:
     """Sign a checkpoint of the current tree (tree size, root hash, time) and keep it."""
     from ledger.integrity.errors import EmptyTree
+    from ledger.integrity.service import TreeForked
 
     _, service = _integrity(settings, signing=True)
     while True:
         try:
             made, created = service.make_checkpoint()
+        except TreeForked as error:  # never sign a rewritten history; say so and stop
+            click.secho(f"REFUSED TO SIGN: {error}", fg="red", bold=True, err=True)
+            sys.exit(2)
         except EmptyTree as error:
             if every is None:
                 raise click.ClickException(error.message) from None
