@@ -257,7 +257,7 @@ def lag(dsn: str, rate: float, seconds: float) -> dict[str, float]:
     from ledger.domain.identity import IdentityHasher
 
     env = {**os.environ, "LEDGER_DATABASE_URL": dsn}
-    worker = subprocess.Popen([sys.executable, "-m", "ledger", "project"], env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "ledger", "project", *NAMES], env=env)
     app = Circulation(
         eventsourcing_env(dsn, pool_size=8), hasher=IdentityHasher(b"b" * 32), loan_limit=100
     )

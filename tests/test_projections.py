@@ -470,3 +470,22 @@ def test_a_projection_added_later_starts_at_zero(app: Circulation, dsn: str) -> 
         runner.catch_up()
     assert len(rows(dsn, "transits")) == 0  # every shipment of the story ended
     assert snapshot(dsn, ["transits"])["tracking"][0][1] > 0
+
+
+def test_a_projection_far_behind_does_not_hold_up_the_others(app: Circulation, dsn: str) -> None:
+    circulate(app)
+    fold(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # as if transits had just been added
+        conn.execute("DELETE FROM transits")
+        conn.execute(f"UPDATE {t.TABLE} SET position = 0 WHERE name = 'transits'")
+    late = app.register_item(owner=CHENGDU, barcode="NEW", actor=desk(CHENGDU))
+    with LiveRunner(dsn, select(MINE), batch=3) as runner:
+        runner.step()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            reached = t.positions(conn, MINE)
+        assert reached["transits"] == 3
+        assert all(reached[n] == max(late.notification_ids) for n in MINE if n != "transits")
+        runner.catch_up()
+    rebuilt_from_zero = snapshot(dsn)
+    rebuild(dsn, MINE)
+    assert snapshot(dsn) == rebuilt_from_zero

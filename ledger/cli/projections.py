@@ -21,21 +21,28 @@ def _dsn(settings: Settings) -> str:
 
 
 @main.command()
+@click.argument("names", nargs=-1)
 @click.option("--once", is_flag=True, help="Catch up with the log, then exit.")
 @click.pass_obj
-def project(settings: Settings, once: bool) -> None:
-    """Follow the event log and keep every projection up to date (exactly once).
+def project(settings: Settings, names: tuple[str, ...], once: bool) -> None:
+    """Follow the event log and keep projections up to date (exactly once): the named
+    ones, or all.
 
     `tongjie serve` starts this in the background; run it yourself when the API runs
     elsewhere. Stop it with Ctrl-C or SIGTERM: the step in progress rolls back whole.
     """
+    from ledger.projections import UnknownProjection, select
     from ledger.projections.runner import LiveRunner
 
+    try:
+        chosen = select(list(names))
+    except UnknownProjection as error:
+        raise click.BadParameter(str(error), param_hint="NAMES") from None
     dsn = _dsn(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with LiveRunner(dsn, batch=settings.projection_batch) as runner:
+    with LiveRunner(dsn, chosen, batch=settings.projection_batch) as runner:
         if once:
             started = time.perf_counter()
             steps = runner.catch_up()

@@ -177,27 +177,38 @@ class LiveRunner:
         self.close()
 
     def step(self) -> int:
-        """Fold the next page of events; return how many events were folded (0: caught up)."""
+        """Fold the next page of events; return how many events were folded (0: caught up).
+
+        Projections at the same position move together (one read, one transaction). One
+        far behind (just added, say) moves on in its own transaction after the others
+        have folded what is new, so it never holds up their lag.
+        """
         current = t.positions(self.conn, self.names)
         last = t.head(self.conn)
-        low = min(current.get(n, 0) for n in self.names)
-        if low >= last:
-            return 0
-        behind = [p for p in self.projections if current.get(p.name, 0) < last]
-        topics = sorted(set().union(*(p.topics for p in behind)))
-        upto = min(last, low + self.batch)
-        rows = read_page(self.conn, low, upto, topics)
-        records = to_records(rows)
+        groups: dict[int, list[Projection]] = {}
+        for projection in self.projections:
+            position = current.get(projection.name, 0)
+            if position < last:
+                groups.setdefault(position, []).append(projection)
+        folded = 0
+        for low in sorted(groups, reverse=True):  # the most up to date first
+            folded += self._fold(groups[low], low, min(last, low + self.batch))
+        return folded
+
+    def _fold(self, projections: list[Projection], low: int, upto: int) -> int:
+        topics = sorted(set().union(*(p.topics for p in projections)))
+        records = to_records(read_page(self.conn, low, upto, topics))
+        names = [p.name for p in projections]
         folded = 0
         with self.conn.transaction():
             locked = dict(
                 self.conn.execute(
                     f"SELECT name, position FROM {t.TABLE} WHERE name = ANY(%s)"
                     " ORDER BY name FOR UPDATE",
-                    (self.names,),
+                    (names,),
                 ).fetchall()
             )
-            for projection in self.projections:
+            for projection in projections:
                 position = locked.get(projection.name, 0)
                 if position >= upto:
                     continue  # e.g. a rebuild swapped in a newer position meanwhile
@@ -205,11 +216,11 @@ class LiveRunner:
                     r for r in records if r.position > position and r.topic in projection.handlers
                 ]
                 if todo:
-                    rows_ = LiveRows(self.conn, projection)
-                    rows_.prefetch(todo)
+                    rows = LiveRows(self.conn, projection)
+                    rows.prefetch(todo)
                     for record in todo:
-                        projection.apply(record, rows_)
-                    rows_.flush()
+                        projection.apply(record, rows)
+                    rows.flush()
                     folded += len(todo)
                 self.conn.execute(
                     f"UPDATE {t.TABLE} SET position = %s, updated_at = clock_timestamp()"
