@@ -38,6 +38,8 @@ REORDER_WINDOW = 64
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
 _INT8 = struct.Struct(">q")
 _HEAD = struct.Struct(">BQ16sqqI")
+# The leaf prefix 0x00 and the layout version packed in one go, for the hot loop.
+_LEAF_HEAD = struct.Struct(">BBQ16sqqI")
 _LENGTH = struct.Struct(">I")
 
 EVENTS_SQL = (
@@ -174,8 +176,8 @@ def _verify(
     report.checkpoints = len(trusted)
 
     events = stream(raw_event_cursor(conn, "verify_events"), EVENTS_SQL)
-    chain = stream(conn.cursor("verify_chain", row_factory=tuple_row), CHAIN_SQL)
-    nodes = stream(conn.cursor("verify_nodes", row_factory=tuple_row), NODES_SQL)
+    chain = stream(conn.cursor("verify_chain", binary=True, row_factory=tuple_row), CHAIN_SQL)
+    nodes = stream(conn.cursor("verify_nodes", binary=True, row_factory=tuple_row), NODES_SQL)
     mismatch, count, stack, stored_nodes = _walk(events, chain, nodes, trusted, progress)
     report.events = count
     report.nodes = stored_nodes
@@ -193,8 +195,10 @@ def _walk(
     progress: Callable[[int], None] | None,
 ) -> tuple[Mismatch | None, int, list[bytes], int]:
     """The hot loop: about a microsecond of Python per hash, nothing else per event."""
-    head_pack = _HEAD.pack
+    head_pack = _LEAF_HEAD.pack
     length_pack = _LENGTH.pack
+    sha = sha256
+    join = b"".join
     stack: list[bytes] = []
     previous = GENESIS
     checks = iter(trusted)
@@ -220,11 +224,10 @@ def _walk(
                 stack,
                 node_count,
             )
-        leaf = sha256(
-            b"".join(
+        leaf = sha(
+            join(
                 (
-                    b"\x00",
-                    head_pack(LAYOUT_VERSION, nid, oid, version, micros, len(topic)),
+                    head_pack(0, LAYOUT_VERSION, nid, oid, version, micros, len(topic)),
                     topic,
                     length_pack(len(state)),
                     state,
@@ -246,7 +249,7 @@ def _walk(
                     node_count,
                 )
             return Mismatch("content", "", nid, i, oid.hex()), i, stack, node_count
-        previous = sha256(b"\x02" + previous + leaf).digest()
+        previous = sha(b"\x02" + previous + leaf).digest()
         if previous != c[3]:
             return (
                 Mismatch(
@@ -264,7 +267,7 @@ def _walk(
         j = i
         level = 0
         while j & 1:
-            carry = sha256(b"\x01" + stack.pop() + carry).digest()
+            carry = sha(b"\x01" + stack.pop() + carry).digest()
             j >>= 1
             level += 1
             if level >= STORED_LEVEL:
@@ -293,7 +296,7 @@ def _walk(
                 )
             check = next(checks, None)
             check_at = check.checkpoint.tree_size if check is not None else -1
-        if progress is not None and not i & 0xFFFF:
+        if not i & 0xFFFF and progress is not None:
             progress(65_536)
     if progress is not None:
         progress(i % 65_536)
