@@ -43,11 +43,6 @@ from ledger.integrity.service import Integrity, dsn_connect
 from ledger.integrity.verify import EVENTS_SQL, raw_event_cursor, stream, verify_store
 from ledger.recorder import LedgerRecorder
 
-#: psycopg's pipeline mode can deadlock when one save sends more than about 600 kB
-#: (psycopg issue #685; reproduced here at 2,500 events of 330 bytes); the generator's
-#: 5,000-event saves hang on this machine, so its saves are made smaller for this run.
-SAVE_EVERY = 1_000
-
 
 def floor(dsn: str) -> tuple[int, float]:
     """Read every event as ``verify`` reads it and hash each row once: the least any
@@ -137,7 +132,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--proofs", type=int, default=2_000)
     args = parser.parse_args()
-    bulk.SAVE_EVERY = SAVE_EVERY
     load = os.getloadavg()
     with scratch_database() as dsn:
         started = time.perf_counter()
