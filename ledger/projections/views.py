@@ -144,7 +144,7 @@ class Views:
             raise InvalidInput("as_of needs a time zone offset", field="as_of")
         n = pg.check_limit(limit)
         key = pg.decode(cursor, (pg.TEXT, pg.UUID_))
-        names = [custody.NAME, locations.NAME]
+        names = [custody.NAME, locations.NAME, balances.NAME]
         with self._conn(names, after) as (conn, position):
             if balances.query(conn, library) is None:
                 raise UnknownLibrary(f"no member library {library}", field="library")
