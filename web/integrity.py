@@ -36,8 +36,12 @@ def integrity() -> Integrity:
     return found
 
 
+#: Sizes and positions are PostgreSQL bigints; 0 and below pass, for their own answer.
+_BIGINT = validate.Range(max=2**63 - 1)
+
+
 def _int(**kwargs: Any) -> fields.Integer:
-    return fields.Integer(strict=False, **kwargs)
+    return fields.Integer(strict=False, validate=_BIGINT, **kwargs)
 
 
 class CheckpointOut(ma.Schema):
@@ -129,8 +133,8 @@ class LatestCheckpoint(MethodView):
 class CheckpointAt(MethodView):
     @bp.doc(**PUBLIC)
     @bp.response(200, CheckpointOut)
-    @bp.alt_response(400, response="BAD_REQUEST")
     @bp.alt_response(404, response="NOT_FOUND")
+    @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def get(self, size: int):
         """The checkpoint signed at this tree size."""
         return _checkpoint(size)
@@ -141,6 +145,7 @@ class Confirmations(MethodView):
     @bp.doc(**PUBLIC)
     @bp.response(200, ConfirmationOut(many=True))
     @bp.alt_response(404, response="NOT_FOUND")
+    @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def get(self, size: int):
         """Witnesses that checked this checkpoint against the one they kept before."""
         return [c.as_dict() for c in integrity().confirmations(size)]
@@ -148,8 +153,11 @@ class Confirmations(MethodView):
     @bp.arguments(ConfirmationIn, error_status_code=400)
     @bp.response(201, ConfirmationOut)
     @bp.alt_response(200, schema=ConfirmationOut, success=True)
+    @bp.alt_response(400, response="BAD_REQUEST")
     @bp.alt_response(401, response="UNAUTHORIZED")
     @bp.alt_response(404, response="NOT_FOUND")
+    @bp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
+    @bp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
     @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def post(self, body: dict[str, Any], size: int):
         """A witness confirms the checkpoint with its own Ed25519 signature (kept once)."""
@@ -172,6 +180,7 @@ class Inclusion(MethodView):
     @bp.response(200, InclusionOut)
     @bp.alt_response(400, response="BAD_REQUEST")
     @bp.alt_response(404, response="NOT_FOUND")
+    @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def get(self, query: dict[str, Any]):
         """The audit path of one event against a tree size (by default the latest
         checkpoint's), with that checkpoint when one was signed at that size."""
@@ -186,6 +195,7 @@ class Consistency(MethodView):
     @bp.response(200, ConsistencyOut)
     @bp.alt_response(400, response="BAD_REQUEST")
     @bp.alt_response(404, response="NOT_FOUND")
+    @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def get(self, query: dict[str, Any]):
         """That the tree of ``to`` events extends the tree of ``from`` events unchanged."""
         proof = integrity().consistency_proof(query["from_size"], query.get("to_size"))
