@@ -155,6 +155,9 @@ def test_bad_requests_get_specific_answers(api: dict[str, Any]) -> None:
     problem(client.get(f"{inclusion}{later + 1000}"), 404, "beyond-tree-size")
     problem(client.get("/api/v1/proofs/inclusion"), 400, "invalid-request-body")
     problem(client.get(f"{inclusion}abc"), 400, "invalid-request-body")
+    problem(client.get(f"{inclusion}{2**70}"), 400, "invalid-request-body")  # past bigint
+    problem(client.get(f"{inclusion}{position}&tree_size={2**64}"), 400, "invalid-request-body")
+    problem(client.get(f"/api/v1/checkpoints/{2**70}"), 404, "beyond-tree-size")
     consistency = "/api/v1/proofs/consistency"
     problem(client.get(f"{consistency}?from=0"), 422, "empty-tree")
     problem(client.get(f"{consistency}?from={size + 1}&to={size}"), 422, "bad-proof-range")
