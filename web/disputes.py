@@ -13,7 +13,6 @@ from uuid import UUID
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from ledger.disputes import evidence as ev
@@ -22,7 +21,7 @@ from ledger.domain.disputes import Dispute, DisputeKind
 from ledger.domain.errors import NotADisputeParty, UnknownDispute
 from web import schemas as s
 from web.auth import actor
-from web.recording import ledger, record
+from web.recording import Blueprint, ledger, record
 
 bp = Blueprint("disputes", __name__, url_prefix="/api/v1", description="Disputes between libraries")
 
@@ -142,8 +141,7 @@ class Disputes(MethodView):
             before=query["before"],
         )
 
-    @bp.arguments(DisputeIn)
-    @bp.response(201, DisputeOut)
+    @bp.command(DisputeIn, DisputeOut)
     def post(self, body: dict[str, Any]):
         """Open a dispute about one item against another library (both must have handled it)."""
         return record(ledger().open_dispute, **body)
@@ -151,8 +149,7 @@ class Disputes(MethodView):
 
 @bp.route("/disputes/<uuid:dispute_id>/statements")
 class Statements(MethodView):
-    @bp.arguments(StatementIn)
-    @bp.response(201, DisputeOut)
+    @bp.command(StatementIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """A party's statement (never edited: a correction is another statement)."""
         return record(ledger().add_statement, dispute_id=dispute_id, **body)
@@ -160,8 +157,7 @@ class Statements(MethodView):
 
 @bp.route("/disputes/<uuid:dispute_id>/attachments")
 class Attachments(MethodView):
-    @bp.arguments(AttachmentIn)
-    @bp.response(201, DisputeOut)
+    @bp.command(AttachmentIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """Evidence by reference: where the file is, its SHA-256, what it shows."""
         return record(ledger().add_attachment, dispute_id=dispute_id, **body)
@@ -169,8 +165,7 @@ class Attachments(MethodView):
 
 @bp.route("/disputes/<uuid:dispute_id>/resolution")
 class Resolution(MethodView):
-    @bp.arguments(ResolutionIn)
-    @bp.response(201, DisputeOut)
+    @bp.command(ResolutionIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """The administrator's ruling: the liable party, compensation in CNY, reasons."""
         return record(ledger().resolve_dispute, dispute_id=dispute_id, **body)
@@ -178,8 +173,7 @@ class Resolution(MethodView):
 
 @bp.route("/disputes/<uuid:dispute_id>/withdrawal")
 class Withdrawal(MethodView):
-    @bp.arguments(WithdrawalIn)
-    @bp.response(201, DisputeOut)
+    @bp.command(WithdrawalIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """The opening library withdraws its dispute (the book turned up)."""
         return record(ledger().withdraw_dispute, dispute_id=dispute_id, **body)
@@ -187,8 +181,7 @@ class Withdrawal(MethodView):
 
 @bp.route("/return-claims")
 class ReturnClaims(MethodView):
-    @bp.arguments(ClaimIn)
-    @bp.response(201, ClaimOut)
+    @bp.command(ClaimIn, ClaimOut)
     def post(self, body: dict[str, Any]):
         """A reader says the item on loan was returned at a library; if the loan is still
         open after LEDGER_CLAIM_DAYS, the sweep opens a claimed_returned dispute."""

@@ -150,7 +150,7 @@ class Confirmations(MethodView):
         """Witnesses that checked this checkpoint against the one they kept before."""
         return [c.as_dict() for c in integrity().confirmations(size)]
 
-    @bp.arguments(ConfirmationIn, error_status_code=400)
+    @bp.arguments(ConfirmationIn)
     @bp.response(201, ConfirmationOut)
     @bp.alt_response(200, schema=ConfirmationOut, success=True)
     @bp.alt_response(400, response="BAD_REQUEST")
@@ -176,7 +176,7 @@ class Confirmations(MethodView):
 @bp.route("/proofs/inclusion")
 class Inclusion(MethodView):
     @bp.doc(**PUBLIC)
-    @bp.arguments(InclusionQuery, location="query", error_status_code=400)
+    @bp.arguments(InclusionQuery, location="query")
     @bp.response(200, InclusionOut)
     @bp.alt_response(400, response="BAD_REQUEST")
     @bp.alt_response(404, response="NOT_FOUND")
@@ -191,7 +191,7 @@ class Inclusion(MethodView):
 @bp.route("/proofs/consistency")
 class Consistency(MethodView):
     @bp.doc(**PUBLIC)
-    @bp.arguments(ConsistencyQuery, location="query", error_status_code=400)
+    @bp.arguments(ConsistencyQuery, location="query")
     @bp.response(200, ConsistencyOut)
     @bp.alt_response(400, response="BAD_REQUEST")
     @bp.alt_response(404, response="NOT_FOUND")

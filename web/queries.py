@@ -3,7 +3,8 @@
 Thin: parse the query (marshmallow, unknown parameters refused) → one call into
 ``ledger.projections.views`` → serialise. ``after=POSITION`` waits (bounded by
 ``LEDGER_READ_WAIT``) until the read model has folded a command's events; if it does
-not in time, the answer is a 503 problem rather than stale data. Readers appear only
+not in time, the answer is a 503 problem rather than stale data; a position the log never
+reached is refused at once (422). Readers appear only
 as their random id and masked number.
 """
 
@@ -14,18 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import marshmallow as ma
 from flask import current_app
 from flask.blueprints import BlueprintSetupState
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from werkzeug.exceptions import ServiceUnavailable
 
 from ledger.config import Settings
 from ledger.projections.history import Entry
-from ledger.projections.views import ProjectionBehind, Views
+from ledger.projections.views import Views
 from web import query_schemas as q
 from web.items import state as item_state
+from web.recording import Blueprint
 
 bp = Blueprint("queries", __name__, url_prefix="/api/v1", description="Read models")
 
@@ -49,34 +48,27 @@ def views() -> Views:
     return current_app.extensions["tongjie.views"]
 
 
-def _call(method: Any, **arguments: Any) -> Any:
-    try:
-        return method(**arguments)
-    except ProjectionBehind as behind:
-        raise ServiceUnavailable(str(behind)) from None
-
-
 def _page(page: Any, key: str, **extra: Any) -> dict[str, Any]:
     return {key: page.rows, "next_cursor": page.next_cursor, "position": page.position, **extra}
 
 
 @bp.route("/loans")
 class Loans(MethodView):
-    @bp.arguments(q.LoansQuery, location="query", as_kwargs=True, unknown=ma.RAISE)
+    @bp.arguments(q.LoansQuery, location="query", as_kwargs=True)
     @bp.response(200, q.LoanPage)
     def get(self, **query: Any):
         """Open loans: by borrowing library, by reader, or overdue as of an instant."""
-        return _page(_call(views().loans, **query), "loans")
+        return _page(views().loans(**query), "loans")
 
 
 @bp.route("/transits")
 class Transits(MethodView):
-    @bp.arguments(q.TransitsQuery, location="query", as_kwargs=True, unknown=ma.RAISE)
+    @bp.arguments(q.TransitsQuery, location="query", as_kwargs=True)
     @bp.response(200, q.TransitPage)
     def get(self, **query: Any):
         """Shipments dispatched and not yet received, oldest first, with their age."""
         return _page(
-            _call(views().transits, **query),
+            views().transits(**query),
             "transits",
             overdue_after_days=views().transit_overdue_days,
         )
@@ -84,36 +76,36 @@ class Transits(MethodView):
 
 @bp.route("/locations")
 class Locations(MethodView):
-    @bp.arguments(q.LocationsQuery, location="query", as_kwargs=True, unknown=ma.RAISE)
+    @bp.arguments(q.LocationsQuery, location="query", as_kwargs=True)
     @bp.response(200, q.LocationPage)
     def get(self, **query: Any):
         """Items and where they are: by custodian library, owner and/or status."""
-        return _page(_call(views().items, **query), "items")
+        return _page(views().items(**query), "items")
 
 
 @bp.route("/libraries/<code>/balance")
 class LibraryBalance(MethodView):
-    @bp.arguments(q.ConsistencyQuery, location="query", as_kwargs=True, unknown=ma.RAISE)
+    @bp.arguments(q.ConsistencyQuery, location="query", as_kwargs=True)
     @bp.response(200, q.Balance)
     def get(self, code: str, **query: Any):
         """Who holds whose books: the library's line of the consortium's settlement sheet."""
-        return _call(views().balance, library=code, **query)
+        return views().balance(library=code, **query)
 
 
 @bp.route("/libraries/<code>/holdings")
 class Holdings(MethodView):
-    @bp.arguments(q.HoldingsQuery, location="query", as_kwargs=True, unknown=ma.RAISE)
+    @bp.arguments(q.HoldingsQuery, location="query", as_kwargs=True)
     @bp.response(200, q.HoldingPage)
     def get(self, code: str, as_of: datetime | None, **query: Any):
         """The items the library held at an instant (default now): shelf or on loan."""
         at = as_of or datetime.now(UTC)
-        page = _call(views().holdings, library=code, at=at, **query)
+        page = views().holdings(library=code, at=at, **query)
         return _page(page, "items", library=code, as_of=at)
 
 
 @bp.route("/items/<owner>/<barcode>/history")
 class ItemHistory(MethodView):
-    @bp.arguments(q.HistoryQuery, location="query", as_kwargs=True, unknown=ma.RAISE)
+    @bp.arguments(q.HistoryQuery, location="query", as_kwargs=True)
     @bp.response(200, q.HistoryOut)
     def get(
         self,

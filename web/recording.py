@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import flask
 import flask_smorest
@@ -61,6 +61,13 @@ class LedgerParser(FlaskParser):
     """
 
     DEFAULT_VALIDATION_STATUS = 400
+    #: webargs ignores unknown query parameters by default; here the schema decides, and
+    #: every schema of ours refuses them (a mistyped filter must not silently widen a list).
+    DEFAULT_UNKNOWN_BY_LOCATION: ClassVar[dict[str, str | None]] = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": None,
+        "querystring": None,
+    }
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         try:

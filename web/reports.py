@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from ledger.config import Settings
@@ -19,6 +18,7 @@ from ledger.reports import render
 from ledger.reports.circulation import GROUPINGS, Request, report
 from web import schemas as s
 from web.auth import actor
+from web.recording import Blueprint
 
 bp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Reports")
 

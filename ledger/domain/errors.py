@@ -220,6 +220,19 @@ class DisputeClosed(StateConflict):
     code = "dispute-closed"
 
 
+class PositionNotRecorded(InvalidInput):
+    """A read asked to wait for a log position that no command has reached."""
+
+    code = "position-not-recorded"
+
+
+class ProjectionBehind(DomainError):
+    """The read models have not folded the asked position in time (is the worker running?)."""
+
+    code = "projection-behind"
+    status = 503
+
+
 class ConcurrencyConflict(DomainError):
     """Another command changed the same item first; retry with fresh state."""
 

@@ -13,25 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from ledger.domain.errors import InvalidInput, UnknownLibrary
+from ledger.domain.errors import (
+    InvalidInput,
+    PositionNotRecorded,
+    ProjectionBehind,
+    UnknownLibrary,
+)
 from ledger.projections import REGISTRY, current_loans, custody, history
 from ledger.projections import item_locations as locations
 from ledger.projections import library_balances as balances
 from ledger.projections import paging as pg
 from ledger.projections import tracking as t
 from ledger.projections import transits as shipments
-
-
-class ProjectionBehind(Exception):
-    """The projections did not reach the asked position in time (the worker may be down)."""
-
-    def __init__(self, names: Sequence[str], position: int, reached: dict[str, int], wait: float):
-        self.names, self.position, self.reached = list(names), position, reached
-        super().__init__(
-            f"the read models ({', '.join(names)}) have not reached position {position} "
-            f"after {wait:g}s (they are at {min(reached.values(), default=0)}); "
-            "retry shortly, or check that the projection worker runs"
-        )
 
 
 class Views:
@@ -44,10 +37,26 @@ class Views:
     def _conn(self, names: Sequence[str], after: int | None) -> Iterator[tuple[Any, int]]:
         """A connection, once the projections have folded ``after``; and their position."""
         with self.ledger.datastore.get_connection() as conn:
-            if after and not t.wait_for(conn, names, after, self.read_wait):
-                raise ProjectionBehind(names, after, t.positions(conn, names), self.read_wait)
+            if after:
+                self._wait(conn, names, after)
             reached = t.positions(conn, names)
             yield conn, min((reached.get(n, 0) for n in names), default=0)
+
+    def _wait(self, conn: Any, names: Sequence[str], after: int) -> None:
+        """Read-your-writes: positions come from command answers, so one past the log's
+        end was never recorded (refused at once); one not folded yet is waited for."""
+        last = t.head(conn)
+        if after > last:
+            raise PositionNotRecorded(
+                f"position {after} was never recorded: the log ends at {last}", field="after"
+            )
+        if not t.wait_for(conn, names, after, self.read_wait):
+            reached = min(t.positions(conn, names).values(), default=0)
+            raise ProjectionBehind(
+                f"the read models ({', '.join(names)}) have not reached position {after} "
+                f"after {self.read_wait:g}s (they are at {reached}); retry shortly, or check "
+                "that the projection worker (tongjie project) runs"
+            )
 
     # ------------------------------------------------------------ read models
 

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
-from ledger.domain.errors import DomainError, InvalidInput
+from ledger.domain.errors import InvalidInput, ProjectionBehind
 from ledger.projections import tracking
 from ledger.projections.circulation_report import NAME
 from ledger.store import EVENTS_TABLE
@@ -75,13 +75,6 @@ DEFINITIONS: dict[str, str] = {
     "scope": "A library's key sees its own rows and the consortium totals; the administrator "
     "sees every row.",
 }
-
-
-class ProjectionBehind(DomainError):
-    """The report projection has not folded the events the report needs yet."""
-
-    code = "projection-behind"
-    status = 503
 
 
 @dataclass(frozen=True)
