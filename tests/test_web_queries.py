@@ -119,7 +119,13 @@ def test_transits_age_and_overdue(client: FlaskClient, app: Circulation, dsn: st
     behind = client.get(f"/api/v1/transits?after={after}", headers=h)
     assert behind.status_code == 503
     assert behind.mimetype == "application/problem+json"
+    assert behind.get_json()["type"] == "/problems/projection-behind"
     assert "position" in behind.get_json()["detail"]
+    # A position the log never reached is no command's answer: refused at once, not awaited.
+    never = client.get(f"/api/v1/transits?after={after + 1000}", headers=h)
+    assert never.status_code == 422
+    assert never.get_json()["type"] == "/problems/position-not-recorded"
+    assert never.get_json()["field"] == "after"
     fold(dsn)
     # …and succeeds once it has.
     body = get(client, f"/api/v1/transits?after={after}", h)
