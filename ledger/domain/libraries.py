@@ -12,7 +12,9 @@ from eventsourcing.domain import Aggregate
 from ledger.domain.common import LedgerCreated, LedgerEvent
 from ledger.domain.errors import InvalidInput, LibraryNotCirculating, UnknownLibrary
 
-CODE_PATTERN = re.compile(r"^(SC|CQ)-\d{6}(-[A-Z])?$")
+#: ``\A``/``\Z`` and ``[0-9]``: ``$`` would let a trailing newline through and ``\d`` any
+#: Unicode digit (Arabic-Indic, fullwidth) — neither is a code a desk can print.
+CODE_PATTERN = re.compile(r"\A(SC|CQ)-[0-9]{6}(-[A-Z])?\Z")
 
 
 class Region(StrEnum):
