@@ -23,6 +23,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_CLAIM_DAYS", "14", "a claimed return still on loan after this many days is disputed"),
     ("LEDGER_SIGNING_KEY", "(generated)", "hex Ed25519 seed that signs checkpoints"),
     ("LEDGER_CHECKPOINT_SECONDS", "300", "how often `tongjie serve` signs a checkpoint (0: never)"),
+    ("LEDGER_SWEEP_SECONDS", "3600", "how often `tongjie serve` opens overdue disputes (0: never)"),
 )
 
 
@@ -44,6 +45,7 @@ class Settings:
     claim_days: int = 14
     signing_key_hex: str | None = None
     checkpoint_seconds: float = 300.0
+    sweep_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +70,5 @@ class Settings:
             checkpoint_seconds=float(
                 env.get("LEDGER_CHECKPOINT_SECONDS", defaults.checkpoint_seconds)
             ),
+            sweep_seconds=float(env.get("LEDGER_SWEEP_SECONDS", defaults.sweep_seconds)),
         )

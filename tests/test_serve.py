@@ -239,6 +239,9 @@ def test_serve_answers_over_http_and_stops_cleanly(server: Server, env: dict[str
 
     family = children(server.process.pid)
     assert len(family) >= 3  # two gunicorn workers and the projection worker
+    background = {_command_line(pid) for pid in family}
+    for job in ("-m ledger project", "-m ledger checkpoint --every", "-m ledger disputes sweep"):
+        assert any(job in line for line in background), (job, background)
     assert stop(server) == 0
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in family) and time.monotonic() < deadline:
@@ -249,6 +252,13 @@ def test_serve_answers_over_http_and_stops_cleanly(server: Server, env: dict[str
     assert re.search(r'"POST /api/v1/loans HTTP/1\.1" 201', log), log
     assert number not in log and number[6:14] not in log  # no identity number, no birth date
     assert token not in log and admin not in log
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _wait_for_projections(server: Server) -> None:

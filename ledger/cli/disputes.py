@@ -7,6 +7,7 @@ evidence ID`` reads best in the singular). The CLI acts as the operator named by
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -106,8 +107,17 @@ def evidence(settings: Settings, dispute_id: UUID, fmt: str, output: Path | None
 @click.option(
     "--claim-days", type=int, help="Days a claimed return may stay unfound [LEDGER_CLAIM_DAYS]."
 )
+@click.option(
+    "--every",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Keep sweeping every SECONDS (what `tongjie serve` runs) instead of once.",
+)
 @click.pass_obj
-def sweep(settings: Settings, transfer_days: int | None, claim_days: int | None) -> None:
+def sweep(
+    settings: Settings, transfer_days: int | None, claim_days: int | None, every: float | None
+) -> None:
     """Open disputes for shipments not received and returns claimed but not found (once each).
 
     Safe to run as often as you like, from several machines at once.
@@ -115,11 +125,20 @@ def sweep(settings: Settings, transfer_days: int | None, claim_days: int | None)
     from ledger.disputes.sweep import sweep as run
 
     with open_ledger(settings) as app:
-        report = run(
-            app,
-            transfer_days=transfer_days or settings.transit_overdue_days,
-            claim_days=claim_days or settings.claim_days,
-        )
+        while True:
+            report = run(
+                app,
+                transfer_days=transfer_days or settings.transit_overdue_days,
+                claim_days=claim_days or settings.claim_days,
+            )
+            if every is None or report.opened:
+                _echo_sweep(report)
+            if every is None:
+                return
+            time.sleep(max(every, 1.0))
+
+
+def _echo_sweep(report: Any) -> None:
     click.echo(f"opened {len(report.opened)} dispute(s); {report.already_open} already open")
     for dispute_id in report.opened:
         click.echo(f"  {dispute_id}")

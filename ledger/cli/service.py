@@ -133,17 +133,16 @@ def serve(
 
 
 def _start_background(dsn: str) -> list[subprocess.Popen[bytes]]:
-    """The projection worker and the checkpoint signer, each its own process (each owns its
-    connections; only the signer holds the signing key)."""
+    """The projection worker, the checkpoint signer and the dispute sweep, each its own
+    process (each owns its connections; only the signer holds the signing key)."""
     env = {**os.environ, "LEDGER_DATABASE_URL": dsn}
-    started = []
-    if "project" in main.commands:
-        started.append(subprocess.Popen([sys.executable, "-m", "ledger", "project"], env=env))
-    every = Settings.from_env().checkpoint_seconds
-    if every > 0:
-        command = [sys.executable, "-m", "ledger", "checkpoint", "--every", str(every)]
-        started.append(subprocess.Popen(command, env=env))
-    return started
+    settings = Settings.from_env()
+    commands = [["project"]]
+    if settings.checkpoint_seconds > 0:
+        commands.append(["checkpoint", "--every", str(settings.checkpoint_seconds)])
+    if settings.sweep_seconds > 0:
+        commands.append(["disputes", "sweep", "--every", str(settings.sweep_seconds)])
+    return [subprocess.Popen([sys.executable, "-m", "ledger", *c], env=env) for c in commands]
 
 
 #: The desk the example key belongs to: 成都市图书馆, a member in the demo consortium.
