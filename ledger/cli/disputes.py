@@ -209,6 +209,7 @@ def resolve(settings: Settings, operator: str, **arguments: Any) -> None:
 
 
 def _record(settings: Settings, method: str, **arguments: Any) -> None:
+    from ledger.cli.integrity import echo_receipt
     from ledger.domain.errors import DomainError
 
     with open_ledger(settings) as app:
@@ -217,3 +218,4 @@ def _record(settings: Settings, method: str, **arguments: Any) -> None:
         except DomainError as error:
             raise _fail(error) from None
     click.echo(_json(result.outcome))
+    echo_receipt(result)
