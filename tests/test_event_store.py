@@ -354,3 +354,19 @@ def _scan(dsn: str, needles: list[str]) -> list[tuple[str, str, str]]:
                 if conn.execute(query, (needle,)).fetchone():
                     hits.append((table, column, needle))
     return hits
+
+
+def test_a_save_too_large_for_the_pipeline_commits_whole_and_chained(dsn: str) -> None:
+    """psycopg's pipeline can stall on one very large save; the recorder sends those
+    without it, in the same single transaction, chained like any other."""
+    from ledger.demo.bulk import SAVE_EVERY, generate
+    from ledger.integrity.verify import verify_store
+    from ledger.recorder import PIPELINED_EVENTS
+
+    wanted = 3 * PIPELINED_EVENTS
+    assert wanted < SAVE_EVERY  # so the generator saves them all at once
+    summary = generate(dsn, wanted, items_per_library=4, readers=200)
+    assert summary.events >= wanted
+    assert count_events(dsn) == summary.events
+    report = verify_store(dsn)
+    assert report.mismatch is None and report.events == summary.events

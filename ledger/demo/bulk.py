@@ -43,10 +43,9 @@ from ledger.store import eventsourcing_env
 
 ADMIN = Actor("admin:bulk")
 
-#: Events per save: big enough that a save's fixed cost (lock, round trips) vanishes.
-#: Not more: the recorder's save (eventsourcing's insert in psycopg pipeline mode) was
-#: seen to stall for good over a Unix socket with 2,000 events (~1 MB) in one save.
-SAVE_EVERY = 1_000
+#: Events per save: big enough that a save's fixed cost (lock, round trips) vanishes
+#: (the recorder sends saves this large without psycopg's pipeline, see PIPELINED_EVENTS).
+SAVE_EVERY = 5_000
 #: Roughly how many events one day's loan attempts produce (borrow, return, their
 #: reader events, and the shipments home): sizes the simulated period.
 EVENTS_PER_LOAN = 5.0
