@@ -177,43 +177,45 @@ class LedgerRecorder(PostgresApplicationRecorder):
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _write_rows(self, curs: Cursor[DictRow], ws: WriteSet, ids: list[int]) -> None:
-        # One statement per table, whatever the batch size (not one per row).
+        """One statement per table, whatever the batch size. The rows travel as one JSON
+        document: the C encoder builds it in microseconds, where psycopg would adapt every
+        element of every column array in Python."""
         if ws.commands:
-            spans, start = [], 0
+            rows, start = [], 0
             for c in ws.commands:
-                spans.append(json.dumps(ids[start : start + c.event_count]))
+                rows.append(
+                    (
+                        c.command_id,
+                        c.command,
+                        c.fingerprint,
+                        c.outcome,
+                        ids[start : start + c.event_count],
+                        c.recorded_by,
+                    )
+                )
                 start += c.event_count
             curs.execute(
                 "INSERT INTO command_log"
                 " (command_id, command, fingerprint, outcome, notification_ids, recorded_by)"
-                " SELECT u.id, u.command, u.fingerprint, u.outcome,"
-                "  ARRAY(SELECT jsonb_array_elements_text(u.ids)::bigint), u.recorded_by"
-                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[],"
-                "  %s::text[]) AS u(id, command, fingerprint, outcome, ids, recorded_by)",
-                (
-                    [c.command_id for c in ws.commands],
-                    [c.command for c in ws.commands],
-                    [c.fingerprint for c in ws.commands],
-                    [json.dumps(c.outcome) for c in ws.commands],
-                    spans,
-                    [c.recorded_by for c in ws.commands],
-                ),
+                " SELECT r->>0, r->>1, r->>2, r->3,"
+                "  ARRAY(SELECT jsonb_array_elements_text(r->4)::bigint), r->>5"
+                " FROM jsonb_array_elements(%s::jsonb) AS r",
+                (json.dumps(rows),),
                 prepare=True,
             )
         if ws.references:
-            columns = list(zip(*ws.references, strict=True))
             curs.execute(
                 "INSERT INTO item_references (reference_id, kind, item_id, owner, barcode)"
-                " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::text[], %s::text[])",
-                [list(column) for column in columns],
+                " SELECT (r->>0)::uuid, r->>1, (r->>2)::uuid, r->>3, r->>4"
+                " FROM jsonb_array_elements(%s::jsonb) AS r",
+                (json.dumps(ws.references, default=str),),
                 prepare=True,
             )
         if ws.identities:
-            hmacs, readers = zip(*ws.identities, strict=True)
             curs.execute(
                 "INSERT INTO reader_identities (identity_hmac, reader_id)"
-                " SELECT * FROM unnest(%s::text[], %s::uuid[])",
-                (list(hmacs), list(readers)),
+                " SELECT r->>0, (r->>1)::uuid FROM jsonb_array_elements(%s::jsonb) AS r",
+                (json.dumps(ws.identities, default=str),),
                 prepare=True,
             )
         if ws.forgotten:
