@@ -673,11 +673,15 @@ class Circulation(Application):
             return result
         versions = [getattr(result[i], "version", 0) for i in wanted]
         with self.datastore.get_connection() as conn:
+            # LATERAL: one primary-key range scan per aggregate, whatever the statistics
+            # say. A plain join lets the cached generic plan hash-join the whole table
+            # (seen: 80 ms a load on a million unanalysed events).
             rows = conn.execute(
                 "SELECT e.originator_id, e.originator_version, e.topic, e.state"
                 " FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version)"
-                f" JOIN {EVENTS_TABLE} e"
-                " ON e.originator_id = k.id AND e.originator_version > k.version"
+                " CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state"
+                f" FROM {EVENTS_TABLE}"
+                " WHERE originator_id = k.id AND originator_version > k.version) AS e"
                 " ORDER BY e.originator_id, e.originator_version",
                 (wanted, versions),
                 prepare=True,

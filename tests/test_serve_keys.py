@@ -64,7 +64,7 @@ def test_a_revoked_key_no_longer_authenticates(run, dsn: str) -> None:  # type: 
     ("args", "message"),
     [
         (["--library", "CQ-500103"], "not a member library"),
-        (["--library", "SC-510100\n"], "not a member library"),
+        (["--library", "SC-510100\n"], "not a library code"),
         (["--library", "nowhere"], "not a library code"),
         ([], "exactly one of"),
         (["--admin", "--library", CHENGDU], "exactly one of"),

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.domain import Aggregate
 
 from ledger import commands as c
@@ -482,7 +483,7 @@ def generate(
         group_commit=False,
     )
     try:
-        return BulkHistory(
+        summary = BulkHistory(
             ledger,
             items_per_library=items_per_library,
             readers=readers,
@@ -492,3 +493,6 @@ def generate(
         ).run(events)
     finally:
         ledger.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:  # as after any bulk load: the planner
+        conn.execute("ANALYZE")  # must not guess at a table that grew a million rows at once
+    return summary
