@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from psycopg import Connection
 
 from ledger import commands as c
 from ledger.config import Settings
@@ -656,11 +657,12 @@ class Circulation(Application):
         return row["owner"], row["barcode"]
 
     def load(self, ids: Iterable[UUID]) -> dict[UUID, Aggregate | None]:
-        """Load many aggregates in one query; absent ones map to None.
+        """Load many aggregates in one or two queries; absent ones map to None.
 
-        Committed states are cached; a load reads only the events recorded after the
-        cached version (another process may have written them), so a reader with
-        years of loans costs one short query, not a replay of its whole history.
+        Committed states are cached. A load asks whether a cached aggregate has an event
+        past its version (another process may have written one): one unique-index probe
+        each. Only those that have, and those not cached, read their events (the new
+        ones only), so a reader with years of loans costs a probe, not a replay.
         Callers get their own copies: the cache is only ever replaced, never mutated.
         """
         wanted = list(set(ids))
@@ -671,23 +673,11 @@ class Circulation(Application):
                 result[aggregate_id] = _clone(cached) if cached is not None else None
         if not wanted:
             return result
-        versions = [getattr(result[i], "version", 0) for i in wanted]
         with self.datastore.get_connection() as conn:
-            # One primary-key range scan per aggregate, whatever the statistics say: a
-            # plain join (or a LATERAL the planner flattens into one) lets it hash-join a
-            # sequential scan of the whole table when streams look long or statistics are
-            # missing (seen: 80 ms a load at a million events). OFFSET 0 keeps the
-            # subquery whole, so the join stays a nested loop over the index.
-            rows = conn.execute(
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-                " FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version)"
-                " CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state"
-                f" FROM {EVENTS_TABLE}"
-                " WHERE originator_id = k.id AND originator_version > k.version OFFSET 0) AS e"
-                " ORDER BY e.originator_id, e.originator_version",
-                (wanted, versions),
-                prepare=True,
-            ).fetchall()
+            known = [i for i in wanted if result[i] is not None]
+            moved_on = set(_moved_on(conn, known, [_version(result[i]) for i in known]))
+            refresh = [i for i in wanted if result[i] is None or i in moved_on]
+            rows = _events_after(conn, refresh, [_version(result[i]) for i in refresh])
         changed: set[UUID] = set()
         for row in rows:
             event = self.mapper.to_domain_event(
@@ -945,6 +935,47 @@ class Circulation(Application):
         with self.datastore.get_connection() as conn:
             leaves = leaves_for(conn, ids)
             return make_receipt(ledger_id(conn), [leaves[i] for i in ids if i in leaves])
+
+
+def _moved_on(conn: Connection[Any], ids: list[UUID], versions: list[int]) -> list[UUID]:
+    """Those of ``ids`` with an event past the given version: one index probe each, for
+    the event that would come next (versions have no gaps)."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        "SELECT k.id FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version)"
+        f" WHERE EXISTS (SELECT FROM {EVENTS_TABLE} e"
+        "  WHERE e.originator_id = k.id AND e.originator_version = k.version + 1)",
+        (ids, versions),
+        prepare=True,
+    ).fetchall()
+    return [row["id"] for row in rows]
+
+
+def _events_after(conn: Connection[Any], ids: list[UUID], versions: list[int]) -> list[Any]:
+    """The events of ``ids`` past the given versions, by aggregate, oldest first.
+
+    OFFSET 0 keeps the subquery whole, so the join stays one primary-key range scan per
+    aggregate: flattened into a plain join, the planner hash-joined a sequential scan of
+    the whole table when streams looked long or statistics were missing (80 ms a load at
+    a million events).
+    """
+    if not ids:
+        return []
+    return conn.execute(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+        " FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version)"
+        " CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state"
+        f" FROM {EVENTS_TABLE}"
+        " WHERE originator_id = k.id AND originator_version > k.version OFFSET 0) AS e"
+        " ORDER BY e.originator_id, e.originator_version",
+        (ids, versions),
+        prepare=True,
+    ).fetchall()
+
+
+def _version(aggregate: Aggregate | None) -> int:
+    return aggregate.version if aggregate is not None else 0
 
 
 def _clone(aggregate: Aggregate) -> Aggregate:

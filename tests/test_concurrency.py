@@ -140,6 +140,29 @@ def test_two_processes_one_item(dsn: str, group_commit: bool) -> None:
 
 
 @pytest.mark.parametrize("group_commit", [True, False], ids=["group", "single"])
+def test_a_cached_state_sees_what_another_instance_recorded_since(
+    dsn: str, group_commit: bool
+) -> None:
+    """Instance B has the item cached as on loan; A records the return; B must lend it
+    again (a stale cache would refuse: "on loan") and know the reader's loan has ended."""
+    a, b = (open_ledger(dsn, group_commit=group_commit) for _ in range(2))
+    try:
+        readers = _consortium(a, 2)
+        home = desk(CHENGDU)
+        b.borrow(owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[0], actor=home)
+        a.return_item(owner=CHENGDU, barcode="B1", library=CHENGDU, actor=home)
+        again = b.borrow(
+            owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[1], actor=home
+        )
+        assert again.outcome["reader_id"] == str(readers[1])
+        first = b.load([readers[0]])[readers[0]]
+        assert isinstance(first, Reader) and not first.open_loans
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("group_commit", [True, False], ids=["group", "single"])
 def test_two_processes_repeated_races(dsn: str, group_commit: bool) -> None:
     """Several rounds of borrow/return races between two instances: never two loans."""
     apps = [open_ledger(dsn, group_commit=group_commit) for _ in range(2)]
