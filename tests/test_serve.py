@@ -332,3 +332,17 @@ def _replay(command: str, token: str) -> requests.Response:
             url = word
     answer: Any = requests.request(method, url, headers=headers, data=data, timeout=10)
     return answer
+
+
+def test_nothing_outlives_a_serve_killed_with_sigkill(server: Server) -> None:
+    """SIGKILL gives serve no chance to stop its jobs: the kernel does (PR_SET_PDEATHSIG),
+    and gunicorn's workers notice their master is gone."""
+    family = children(server.process.pid)
+    jobs = [pid for pid in family if " -m ledger " in _command_line(pid)]
+    assert len(jobs) >= 3, [_command_line(pid) for pid in family]  # project, checkpoint, sweep
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [_command_line(pid) for pid in family if alive(pid)], "outlived serve"

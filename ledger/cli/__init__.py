@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -29,6 +30,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = Settings.from_env()
+    from ledger.cli.service import PARENT_VARIABLE, die_with_parent
+
+    if parent := os.environ.get(PARENT_VARIABLE):  # a background job of `serve`
+        die_with_parent(int(parent))
 
 
 @contextmanager
