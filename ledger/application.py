@@ -560,15 +560,13 @@ class Circulation(Application):
         **envelope: Any,
     ) -> Result:
         """The administrator rules; ``library`` defaults to the desk that opened the case."""
-        if library is None:
-            library = actor.library or self._dispute_opener(dispute_id)
         return self.execute(
             c.ResolveDispute(
                 dispute_id=dispute_id,
                 liable_library=liable_library,
                 compensation=compensation,
                 text=text,
-                library=library,
+                library=library if library is not None else self._dispute_desk(actor, dispute_id),
                 actor=actor,
                 **envelope,
             )
@@ -583,11 +581,13 @@ class Circulation(Application):
         library: str | None = None,
         **envelope: Any,
     ) -> Result:
-        if library is None:
-            library = actor.library or self._dispute_opener(dispute_id)
         return self.execute(
             c.WithdrawDispute(
-                dispute_id=dispute_id, reason=reason, library=library, actor=actor, **envelope
+                dispute_id=dispute_id,
+                reason=reason,
+                library=library if library is not None else self._dispute_desk(actor, dispute_id),
+                actor=actor,
+                **envelope,
             )
         )
 
@@ -616,7 +616,11 @@ class Circulation(Application):
             )
         )
 
-    def _dispute_opener(self, dispute_id: UUID) -> str:
+    def _dispute_desk(self, actor: Actor, dispute_id: UUID) -> str:
+        """Where a ruling or withdrawal is recorded when the caller names no library: the
+        actor's own desk, else (the administrator) the desk that opened the case."""
+        if actor.library is not None:
+            return actor.library
         dispute = self.load([dispute_id])[dispute_id]
         if not isinstance(dispute, Dispute):
             raise UnknownDispute(f"no dispute {dispute_id}", field="dispute_id")

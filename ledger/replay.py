@@ -118,6 +118,7 @@ class _Sink:
         self.tables = tables
         self.buffers: dict[str, list[tuple[Any, ...]]] = {name: [] for name in tables}
         self.counts: dict[str, int] = dict.fromkeys(tables, 0)
+        self.types = {name: _column_types(conn, STAGING, t) for name, t in tables.items()}
 
     def __call__(self, table: str, row: tuple[Any, ...]) -> None:
         buffer = self.buffers[table]
@@ -129,14 +130,23 @@ class _Sink:
         for name in [table] if table else list(self.buffers):
             buffer = self.buffers[name]
             if buffer:
-                copy_rows(self.conn, STAGING, self.tables[name], buffer)
+                copy_rows(self.conn, STAGING, self.tables[name], buffer, self.types[name])
                 self.counts[name] += len(buffer)
                 buffer.clear()
 
 
-def copy_rows(conn: psycopg.Connection[Any], schema: str, table: Table, rows: Any) -> int:
-    """COPY rows into ``schema.table`` in binary (no text formatting of UUIDs and times)."""
-    types = _column_types(conn, schema, table)
+def copy_rows(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: Table,
+    rows: Any,
+    types: list[str] | None = None,
+) -> int:
+    """COPY rows into ``schema.table`` in binary (no text formatting of UUIDs and times).
+
+    ``types``: the columns' types when the caller already read them (a sink flushing the
+    same table again and again)."""
+    types = types or _column_types(conn, schema, table)
     query = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(schema),
         sql.Identifier(table.name),

@@ -5,11 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from ledger.cli import main
 from ledger.config import Settings
+
+if TYPE_CHECKING:
+    from ledger.projections.base import Projection
 
 
 def _dsn(settings: Settings) -> str:
@@ -31,13 +35,9 @@ def project(settings: Settings, names: tuple[str, ...], once: bool) -> None:
     `tongjie serve` starts this in the background; run it yourself when the API runs
     elsewhere. Stop it with Ctrl-C or SIGTERM: the step in progress rolls back whole.
     """
-    from ledger.projections import UnknownProjection, select
     from ledger.projections.runner import LiveRunner
 
-    try:
-        chosen = select(list(names))
-    except UnknownProjection as error:
-        raise click.BadParameter(str(error), param_hint="NAMES") from None
+    chosen = _select(list(names))
     dsn = _dsn(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -52,6 +52,17 @@ def project(settings: Settings, names: tuple[str, ...], once: bool) -> None:
         runner.run_forever(stop)
 
 
+def _select(names: list[str] | None) -> list[Projection]:
+    """The named projections (all for None); an unknown name is a usage error that lists
+    the valid ones."""
+    from ledger.projections import UnknownProjection, select
+
+    try:
+        return select(names)
+    except UnknownProjection as error:
+        raise click.BadParameter(str(error), param_hint="NAMES") from None
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Rebuild every projection.")
@@ -63,7 +74,7 @@ def rebuild(settings: Settings, names: tuple[str, ...], all_: bool) -> None:
     together with the tracking position; an interrupted rebuild changes nothing.
     """
     from ledger.progress import bar
-    from ledger.projections import REGISTRY, UnknownProjection, select
+    from ledger.projections import REGISTRY
     from ledger.replay import RebuildBusy
     from ledger.replay import rebuild as run
 
@@ -71,10 +82,7 @@ def rebuild(settings: Settings, names: tuple[str, ...], all_: bool) -> None:
         raise click.UsageError(
             f"name the projections to rebuild, or --all; valid names: {', '.join(REGISTRY)}"
         )
-    try:
-        chosen = [p.name for p in select(None if all_ else list(names))]
-    except UnknownProjection as error:
-        raise click.BadParameter(str(error), param_hint="NAMES") from None
+    chosen = [p.name for p in _select(None if all_ else list(names))]
     dsn = _dsn(settings)
     with bar(None, f"rebuild {', '.join(chosen)}", unit="ev") as progress:
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.projections.base import Projection, Rows, Table
+from ledger.projections.paging import dict_rows
 from ledger.projections.records import Record
 
 NAME = "current_loans"
@@ -145,9 +146,7 @@ def query(
     if after is not None:
         where.append("(l.due_at, l.item_id) > (%(due)s, %(item)s)")
         params.update(due=after[0], item=after[1])
-    from ledger.projections.item_locations import _dicts
-
-    return _dicts(
+    return dict_rows(
         conn,
         "SELECT l.loan_id, l.item_id, l.owner, i.barcode, i.title, l.library, l.reader_id,"
         " r.masked_number, l.borrowed_at, l.due_at, l.renewals, l.due_at < %(at)s AS overdue"

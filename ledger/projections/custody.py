@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.projections.base import Projection, Rows, Table
+from ledger.projections.paging import dict_rows
 from ledger.projections.records import Record
 
 NAME = "item_custody"
@@ -154,9 +155,7 @@ def holdings(
     if after is not None:
         page = "WHERE (h.owner, h.item_id) > (%(owner)s, %(item)s)"
         params.update(owner=after[0], item=after[1])
-    from ledger.projections.item_locations import _dicts
-
-    return _dicts(
+    return dict_rows(
         conn,
         "SELECT h.item_id, h.owner, i.barcode, i.title, h.held_as, h.valid_from AS held_since"
         " FROM ("

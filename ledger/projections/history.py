@@ -25,6 +25,7 @@ from eventsourcing.persistence import StoredEvent
 from ledger.domain.common import item_id
 from ledger.domain.errors import UnknownItem
 from ledger.domain.items import Item
+from ledger.projections.records import short_topic
 from ledger.store import EVENTS_TABLE
 
 Basis = Literal["occurred", "recorded"]
@@ -101,7 +102,7 @@ def history(app: Any, owner: str, barcode: str) -> History:
             Entry(
                 version=row["originator_version"],
                 position=row["notification_id"],
-                event=row["topic"].rpartition(":")[2],
+                event=short_topic(row["topic"]),
                 occurred_at=event.occurred_at,
                 effective_at=effective,
                 recorded_at=row["recorded_at"],

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.projections.base import Projection, Rows, Table
+from ledger.projections.paging import dict_rows
 from ledger.projections.records import Record
 
 NAME = "item_locations"
@@ -242,14 +243,8 @@ def query(
     if after is not None:
         where.append("(owner, barcode) > (%s, %s)")
         params += list(after)
-    return _dicts(
+    return dict_rows(
         conn,
         f"SELECT * FROM {NAME} WHERE {' AND '.join(where)} ORDER BY owner, barcode LIMIT %s",
         [*params, limit + 1],
     )
-
-
-def _dicts(conn: Any, query: str, params: Any) -> list[dict[str, Any]]:
-    from psycopg.rows import dict_row
-
-    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.projections.base import Projection, Rows, Table
+from ledger.projections.paging import dict_rows
 from ledger.projections.records import Record
 
 NAME = "library_balances"
@@ -186,18 +187,16 @@ PROJECTION = Projection(
 
 def query(conn: Any, library: str) -> dict[str, Any] | None:
     """The library's line of the sheet, with its counterparties on both sides."""
-    from ledger.projections.item_locations import _dicts
-
-    rows = _dicts(conn, f"SELECT * FROM {NAME} WHERE library = %s", [library])
+    rows = dict_rows(conn, f"SELECT * FROM {NAME} WHERE library = %s", [library])
     if not rows:
         return None
     balance = rows[0]
-    balance["held_from"] = _dicts(
+    balance["held_from"] = dict_rows(
         conn,
         f"SELECT owner AS library, items FROM {PAIRS} WHERE holder = %s ORDER BY owner",
         [library],
     )
-    balance["held_by"] = _dicts(
+    balance["held_by"] = dict_rows(
         conn,
         f"SELECT holder AS library, items FROM {PAIRS} WHERE owner = %s ORDER BY holder",
         [library],

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import dict_row
+
 from ledger.domain.errors import InvalidInput
 
 #: Rows per page when the caller does not say, and the most it may ask for.
@@ -65,3 +67,8 @@ def finish(rows: list[dict[str, Any]], limit: int, key: Sequence[str], position:
 TIMESTAMP = datetime.fromisoformat
 UUID_ = UUID
 TEXT = str
+
+
+def dict_rows(conn: Any, query: str, params: Any) -> list[dict[str, Any]]:
+    """A read model's rows as dicts, the shape pages and the API serve."""
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()

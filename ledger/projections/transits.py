@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.projections.base import Projection, Rows, Table
+from ledger.projections.paging import dict_rows
 from ledger.projections.records import Record
 
 NAME = "transits"
@@ -101,9 +102,7 @@ def query(
     if after is not None:
         where.append("(t.dispatched_at, t.item_id) > (%(since)s, %(item)s)")
         params.update(since=after[0], item=after[1])
-    from ledger.projections.item_locations import _dicts
-
-    return _dicts(
+    return dict_rows(
         conn,
         "SELECT t.transfer_id, t.item_id, t.owner, i.barcode, i.title, t.from_library,"
         " t.to_library, t.dispatched_at,"
