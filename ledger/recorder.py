@@ -31,12 +31,12 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
+from ledger.integrity.hashing import EventFields
 from ledger.integrity.tables import (
     HEAD_SQL,
     ChainState,
     Head,
     Leaf,
-    NewEvent,
     StaleHead,
     chain_new_events,
 )
@@ -222,16 +222,18 @@ class LedgerRecorder(PostgresApplicationRecorder):
             curs.execute("DELETE FROM reader_identities WHERE reader_id = ANY(%s)", (ws.forgotten,))
 
 
-def _new_events(stored_events: Sequence[StoredEvent], rows: Sequence[DictRow]) -> list[NewEvent]:
+def _new_events(stored_events: Sequence[StoredEvent], rows: Sequence[DictRow]) -> list[EventFields]:
     """The save's events with what the INSERT returned, in notification order."""
     new = [
-        NewEvent(
-            row["notification_id"],
-            e.originator_id if isinstance(e.originator_id, UUID) else UUID(e.originator_id),
-            e.originator_version,
-            e.topic,
-            e.state,
-            row["recorded_at"],
+        EventFields(
+            notification_id=row["notification_id"],
+            originator_id=(
+                e.originator_id if isinstance(e.originator_id, UUID) else UUID(e.originator_id)
+            ),
+            originator_version=e.originator_version,
+            recorded_at=row["recorded_at"],
+            topic=e.topic,
+            state=e.state,
         )
         for e, row in zip(stored_events, rows, strict=True)
     ]

@@ -59,10 +59,6 @@ class InclusionProof:
         except (KeyError, TypeError, ValueError) as error:
             raise MalformedDocument(f"malformed inclusion proof: {error}") from None
 
-    def verify(self) -> None:
-        """The path leads from the leaf to ``root_hash`` (which still needs a signature)."""
-        verify_inclusion(self.leaf_index, self.tree_size, self.leaf_hash, self.path, self.root_hash)
-
 
 @dataclass(frozen=True, slots=True)
 class ConsistencyProof:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from ledger.integrity.hashing import GENESIS, chain_hash, leaf_data_raw, leaf_hash, microseconds
+from ledger.integrity.hashing import GENESIS, EventFields, chain_hash, event_leaf_hash
 from ledger.integrity.merkle import Frontier, Piece, frontier_pieces, root_of
 
 #: Perfect subtrees from this level up are stored; below it a proof recomputes them from at
@@ -71,18 +69,6 @@ class Leaf:
     leaf_hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """A just-inserted event, with what the INSERT returned."""
-
-    notification_id: int
-    originator_id: UUID
-    originator_version: int
-    topic: str
-    state: bytes
-    recorded_at: datetime
-
-
 class StaleHead(Exception):
     """The tree has the size the writer knew, but not its chain head: read the frontier."""
 
@@ -135,7 +121,7 @@ class ChainState:
 
 
 def chain_new_events(
-    curs: psycopg.Cursor[Any], state: ChainState, events: list[NewEvent]
+    curs: psycopg.Cursor[Any], state: ChainState, events: list[EventFields]
 ) -> list[Leaf]:
     """Hash the save's events onto the chain and the tree; queue the rows (same transaction).
 
@@ -151,16 +137,7 @@ def chain_new_events(
     node_indexes: list[int] = []
     node_hashes: list[bytes] = []
     for event in events:
-        leaf = leaf_hash(
-            leaf_data_raw(
-                event.notification_id,
-                event.originator_id.bytes,
-                event.originator_version,
-                microseconds(event.recorded_at),
-                event.topic.encode(),
-                event.state,
-            )
-        )
+        leaf = event_leaf_hash(event)
         previous = chain_hash(previous, leaf)
         leaf_hashes.append(leaf)
         chain_hashes.append(previous)
@@ -209,15 +186,6 @@ def leaves_for(conn: psycopg.Connection[Any], notification_ids: Iterable[int]) -
             (ids,),
         ).fetchall()
     return {r[0]: Leaf(r[0], r[1], bytes(r[2])) for r in rows}
-
-
-def leaf_at(conn: psycopg.Connection[Any], leaf_index: int) -> Leaf | None:
-    with conn.cursor(row_factory=tuple_row) as cur:
-        row = cur.execute(
-            "SELECT notification_id, leaf_index, leaf_hash FROM event_chain WHERE leaf_index = %s",
-            (leaf_index,),
-        ).fetchone()
-    return Leaf(row[0], row[1], bytes(row[2])) if row else None
 
 
 def perfect_hashes(conn: psycopg.Connection[Any], needed: Iterable[Piece]) -> dict[Piece, bytes]:

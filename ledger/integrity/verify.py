@@ -14,9 +14,9 @@ import json
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import IsolationLevel
@@ -27,7 +27,7 @@ from psycopg.rows import tuple_row
 from ledger.integrity.checkpoints import BadSignature, Checkpoint
 from ledger.integrity.hashing import GENESIS, LAYOUT_VERSION, from_microseconds
 from ledger.integrity.merkle import fold
-from ledger.integrity.tables import STORED_LEVEL
+from ledger.integrity.tables import STORED_LEVEL, ledger_id
 
 #: Rows per round trip of each server-side cursor: large enough that fetching costs little
 #: next to hashing, small enough to keep a few MB in memory.
@@ -71,9 +71,16 @@ class _Micros(Loader):
         return _INT8.unpack(data)[0] + _PG_EPOCH_US
 
 
+_C = TypeVar("_C", psycopg.Cursor[Any], psycopg.ServerCursor[Any])
+
+
 def raw_event_cursor(conn: psycopg.Connection[Any], name: str) -> psycopg.ServerCursor[Any]:
     """A server-side cursor over the events that hands out the leaf layout's raw values."""
-    cur = conn.cursor(name, binary=True, row_factory=tuple_row)
+    return _raw_values(conn.cursor(name, binary=True, row_factory=tuple_row))
+
+
+def _raw_values(cur: _C) -> _C:
+    """The cursor loads ids and topics as bytes and times as microseconds: the leaf layout."""
     cur.adapters.register_loader("uuid", _Bytes)
     cur.adapters.register_loader("text", _Bytes)
     cur.adapters.register_loader("timestamptz", _Micros)
@@ -115,7 +122,6 @@ class Report:
     nodes: int = 0
     seconds: float = 0.0
     mismatch: Mismatch | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -155,7 +161,7 @@ def _verify(
 
     report = Report()
     with conn.cursor(row_factory=tuple_row) as cur:
-        ledger = str(cur.execute("SELECT ledger_id FROM ledger_identity").fetchone()[0])
+        ledger = ledger_id(conn)
         stored = [_checkpoint(r) for r in cur.execute(_CHECKPOINT_COLUMNS).fetchall()]
     trusted = [_Trusted(c, "signed checkpoint") for c in stored]
     trusted += [_Trusted(c, source) for c, source in external]
@@ -392,10 +398,7 @@ def _explain(conn: psycopg.Connection[Any], m: Mismatch) -> Mismatch:
 
 
 def _event(conn: psycopg.Connection[Any], position: int) -> tuple[Any, ...] | None:
-    cur = conn.cursor(row_factory=tuple_row, binary=True)
-    cur.adapters.register_loader("uuid", _Bytes)
-    cur.adapters.register_loader("text", _Bytes)
-    cur.adapters.register_loader("timestamptz", _Micros)
+    cur = _raw_values(conn.cursor(row_factory=tuple_row, binary=True))
     return cur.execute(
         "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state"
         " FROM circulation_events WHERE notification_id = %s",
