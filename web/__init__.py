@@ -107,28 +107,32 @@ def create_app(ledger: Circulation, **config: Any) -> Flask:
     app.register_error_handler(DomainError, problems.from_domain)
     app.register_error_handler(Exception, _unexpected)
 
-    from web import circulation, docs, health, items, libraries
+    from web import (
+        circulation,
+        disputes,
+        docs,
+        health,
+        integrity,
+        items,
+        libraries,
+        queries,
+        reports,
+    )
 
-    for module in (libraries, items, circulation, health, docs):
+    for module in (
+        libraries,
+        items,
+        circulation,
+        health,
+        docs,
+        queries,
+        integrity,
+        reports,
+        disputes,
+    ):
         api.register_blueprint(module.bp)
-    for optional in _optional_blueprints():
-        api.register_blueprint(optional)
     app.register_blueprint(docs.assets)
     return app
-
-
-def _optional_blueprints() -> list[Any]:
-    """Blueprints of features that live in their own modules (queries, integrity, reports)."""
-    found = []
-    for name in ("web.queries", "web.integrity", "web.reports", "web.disputes"):
-        try:
-            module = __import__(name, fromlist=["bp"])
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
-        found.append(module.bp)
-    return found
 
 
 def _check_body() -> None:

@@ -51,3 +51,10 @@ def admin_only(view: F) -> F:
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def scope(requested: str | None) -> str | None:
+    """The library a read is about: a library's key sees only its own, whatever it asks
+    for; the administrator sees what it asks for (None: every library)."""
+    own = actor().library
+    return own if own is not None else requested

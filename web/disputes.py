@@ -20,7 +20,7 @@ from ledger.disputes.queries import DEFAULT_LIMIT, MAX_LIMIT, list_disputes, set
 from ledger.domain.disputes import Dispute, DisputeKind
 from ledger.domain.errors import NotADisputeParty, UnknownDispute
 from web import schemas as s
-from web.auth import actor
+from web.auth import actor, scope
 from web.recording import Blueprint, ledger, record
 
 bp = Blueprint("disputes", __name__, url_prefix="/api/v1", description="Disputes between libraries")
@@ -121,12 +121,6 @@ class DisputePage(ma.Schema):
     next = fields.Integer(allow_none=True, metadata={"description": "cursor: pass as before"})
 
 
-def _scope(requested: str | None) -> str | None:
-    """A library's key sees only its own disputes, whatever it asks for."""
-    own = actor().library
-    return own if own is not None else requested
-
-
 @bp.route("/disputes")
 class Disputes(MethodView):
     @bp.arguments(ListQuery, location="query")
@@ -136,7 +130,7 @@ class Disputes(MethodView):
         return list_disputes(
             ledger(),
             only_open=query["open"],
-            library=_scope(query["library"]),
+            library=scope(query["library"]),
             limit=query["limit"],
             before=query["before"],
         )
@@ -232,5 +226,5 @@ class Settlement(MethodView):
     def get(self, query: dict[str, Any]):
         """Per pair of libraries: items lost in the other's custody, compensation resolved."""
         return _json(
-            settlement(ledger(), query["from_"], query["to"], library=_scope(query["library"]))
+            settlement(ledger(), query["from_"], query["to"], library=scope(query["library"]))
         )

@@ -13,11 +13,11 @@ from flask import Response, current_app
 from flask.views import MethodView
 from marshmallow import fields, validate
 
-from ledger.config import Settings
 from ledger.reports import render
 from ledger.reports.circulation import GROUPINGS, Request, report
 from web import schemas as s
-from web.auth import actor
+from web.auth import scope
+from web.queries import views
 from web.recording import Blueprint
 
 bp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Reports")
@@ -36,17 +36,13 @@ class CirculationQuery(s.Strict):
 
 
 def _request(query: dict[str, Any]) -> Request:
-    own = actor().library
-    days = int(
-        current_app.config.get("LEDGER_TRANSIT_OVERDUE_DAYS", Settings().transit_overdue_days)
-    )
     return Request(
         query["from_"],
         query["to"],
         query["by"],
-        own if own is not None else query["library"],
+        scope(query["library"]),
         query["as_recorded_at"],
-        overdue_days=days,
+        overdue_days=views().transit_overdue_days,  # the read models' setting: one answer
     )
 
 

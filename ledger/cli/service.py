@@ -125,7 +125,7 @@ def serve(
         f"tongjie serves {base} ({workers} worker(s) × {threads} threads); Ctrl-C stops it.\n"
         f"  API reference {base}/docs   spec {base}/openapi.json   health {base}/healthz\n"
     )
-    background = _start_background(dsn)
+    background = _start_background(settings)
     try:
         _Gunicorn(settings, host, port, workers, threads).run()
     finally:
@@ -134,11 +134,15 @@ def serve(
             process.wait(timeout=10)
 
 
-def _start_background(dsn: str) -> list[subprocess.Popen[bytes]]:
+def _start_background(settings: Settings) -> list[subprocess.Popen[bytes]]:
     """The projection worker, the checkpoint signer and the dispute sweep, each its own
     process (each owns its connections; only the signer holds the signing key)."""
-    env = {**os.environ, "LEDGER_DATABASE_URL": dsn, PARENT_VARIABLE: str(os.getpid())}
-    settings = Settings.from_env()
+    assert settings.database_url is not None
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": settings.database_url,
+        PARENT_VARIABLE: str(os.getpid()),
+    }
     commands = [["project"]]
     if settings.checkpoint_seconds > 0:
         commands.append(["checkpoint", "--every", str(settings.checkpoint_seconds)])
@@ -171,7 +175,6 @@ def _example(settings: Settings, base: str) -> str:
     """A desk key for SC-510100 and curl lines that work against the data as it is now:
     the item shown is on loan right now and owned elsewhere, so returning it at 成都
     shows a cross-library return (通还) and its disposition."""
-    from ledger.application import Circulation
     from ledger.domain.common import library_id
     from ledger.keys import create_key
     from ledger.store import connect
@@ -184,14 +187,11 @@ def _example(settings: Settings, base: str) -> str:
             " WHERE kind = 'loan' AND owner <> %s LIMIT 500",
             (EXAMPLE_DESK,),
         ).fetchall()
-    ledger = Circulation.from_settings(settings)
-    try:
+    with open_ledger(settings) as ledger:
         desk = ledger.load([library_id(EXAMPLE_DESK)])[library_id(EXAMPLE_DESK)]
         items = ledger.load([row[0] for row in candidates]).values()
         item = next((i for i in items if getattr(i, "loan", None) is not None), None)
         owner = ledger.load([library_id(item.owner)])[library_id(item.owner)] if item else None
-    finally:
-        ledger.close()
     auth = '-H "Authorization: Bearer $TJ_KEY"'
     lines = [
         f"A desk key of {getattr(desk, 'name', EXAMPLE_DESK)} ({EXAMPLE_DESK}), shown once:",
