@@ -19,6 +19,7 @@ from ledger.disputes import evidence as ev
 from ledger.disputes.queries import DEFAULT_LIMIT, MAX_LIMIT, list_disputes, settlement
 from ledger.domain.disputes import Dispute, DisputeKind
 from ledger.domain.errors import NotADisputeParty, UnknownDispute
+from ledger.jsonout import to_json
 from web import schemas as s
 from web.auth import actor, scope
 from web.recording import Blueprint, ledger, record
@@ -189,7 +190,7 @@ class ReturnClaims(MethodView):
 
 def _json(value: dict[str, Any]) -> Response:
     """Times as ISO 8601 with offset, money as exact decimal strings."""
-    return Response(ev.to_json(value, indent=None), mimetype="application/json")
+    return Response(to_json(value, indent=None), mimetype="application/json")
 
 
 def _evidence(dispute_id: UUID) -> dict[str, Any]:

@@ -23,7 +23,7 @@ OPERATOR = click.option(
 
 
 def _json(value: Any) -> str:
-    from ledger.disputes.evidence import to_json
+    from ledger.jsonout import to_json
 
     return to_json(value)
 

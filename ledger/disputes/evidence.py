@@ -13,9 +13,8 @@ the dispute's streams together, with ``recorded_at`` from the event table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -69,12 +68,17 @@ def _involved(stream: list[Recorded]) -> frozenset[str]:
     found: set[str] = set()
     for recorded in stream:
         state = vars(recorded.event)
-        for name in ("library", "owner", "holding", "from_library", "to_library"):
+        for name in (
+            "library",
+            "owner",
+            "holding",
+            "from_library",
+            "to_library",
+            "borrowed_at_library",
+        ):
             value = state.get(name)
             if isinstance(value, str):
                 found.add(value)
-        if isinstance(state.get("borrowed_at_library"), str):
-            found.add(state["borrowed_at_library"])
         changes = state.get("changes")
         if isinstance(changes, dict) and isinstance(changes.get("location"), str):
             found.add(changes["location"])
@@ -136,7 +140,7 @@ _ENVELOPE = frozenset(
 
 
 def _details(event: Any) -> dict[str, Any]:
-    """The event's own fields (UUIDs, times and decimals are written out by ``to_json``)."""
+    """The event's own fields (UUIDs, times and decimals are written out by ``ledger.jsonout``)."""
     return {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
 
 
@@ -315,17 +319,6 @@ def _duration(seconds: int) -> str:
     if seconds < 172800:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} days"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)  # UUID, Decimal: their exact text
-
-
-def to_json(value: Any, *, indent: int | None = 2) -> str:
-    """JSON with ISO 8601 times (with offset) and decimals as exact strings."""
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_plain)
 
 
 def render_html(evidence: dict[str, Any]) -> str:

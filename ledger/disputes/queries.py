@@ -18,6 +18,7 @@ from ledger.disputes.streams import read_dispute_events, read_losses
 from ledger.domain.common import CONSORTIUM_TZ
 from ledger.domain.disputes import Dispute, DisputeStatus, ReturnClaim
 from ledger.domain.errors import InvalidInput
+from ledger.projections.paging import check_period
 
 if TYPE_CHECKING:
     from ledger.application import Circulation
@@ -117,11 +118,6 @@ def open_disputes_by_item(folded: Folded) -> dict[tuple[UUID, str], Dispute]:
 
 def _local_day(at: datetime) -> date:
     return at.astimezone(CONSORTIUM_TZ).date()
-
-
-def check_period(start: date, end: date) -> None:
-    if start > end:
-        raise InvalidInput(f"the period starts ({start}) after it ends ({end})", field="from")
 
 
 def settlement(

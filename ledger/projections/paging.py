@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -72,3 +72,9 @@ TEXT = str
 def dict_rows(conn: Any, query: str, params: Any) -> list[dict[str, Any]]:
     """A read model's rows as dicts, the shape pages and the API serve."""
     return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def check_period(start: date, end: date) -> None:
+    """A report or settlement period runs forwards (both days included)."""
+    if start > end:
+        raise InvalidInput(f"the period starts ({start}) after it ends ({end})", field="from")

@@ -17,7 +17,7 @@ import pygal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pygal.style import Style
 
-from ledger.disputes.evidence import to_json
+from ledger.jsonout import to_json
 from ledger.reports.circulation import METRICS
 
 #: The flow matrix shows the libraries with most returns; 249 × 249 dots say nothing.
