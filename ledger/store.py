@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
 from ledger.config import Settings
+from ledger.keyfile import hex_key
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 EVENTS_TABLE = "circulation_events"
@@ -104,7 +104,7 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection:
 
 def identity_key(settings: Settings) -> bytes:
     """The HMAC key for identity numbers: from the environment, else generated once."""
-    key = _key(settings.identity_key_hex, settings.data_dir / "identity.key", "identity")
+    key = hex_key(settings.identity_key_hex, settings.data_dir / "identity.key", "identity")
     if len(key) < 16:
         raise ValueError("LEDGER_IDENTITY_KEY must be at least 16 bytes (32 hex characters)")
     return key
@@ -112,24 +112,7 @@ def identity_key(settings: Settings) -> bytes:
 
 def signing_key_seed(settings: Settings) -> bytes:
     """The Ed25519 seed that signs checkpoints: from the environment, else generated once."""
-    seed = _key(settings.signing_key_hex, settings.data_dir / "signing.key", "signing")
+    seed = hex_key(settings.signing_key_hex, settings.data_dir / "signing.key", "signing")
     if len(seed) != 32:
         raise ValueError("LEDGER_SIGNING_KEY must be an Ed25519 seed: 32 bytes (64 hex characters)")
     return seed
-
-
-def _key(given_hex: str | None, path: Path, what: str) -> bytes:
-    """A hex key given in the environment, else the one generated once into ``path``."""
-    if given_hex:
-        return bytes.fromhex(given_hex)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process generated it first: use that one
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-            log.warning("generated a new %s key at %s; back it up", what, path)
-    return bytes.fromhex(path.read_text().strip())

@@ -52,23 +52,19 @@ def verify(settings: Settings, checkpoint_files: tuple[Path, ...]) -> None:
     Reports the first event that does not match (position, item, what differs) and exits
     with status 1; every signed checkpoint is checked against the recomputed tree.
     """
-    from ledger.integrity import tables
     from ledger.integrity.checkpoints import Checkpoint
     from ledger.integrity.receipts import MalformedDocument
     from ledger.integrity.verify import verify_store
     from ledger.progress import bar
-    from ledger.store import connect
 
-    dsn, _ = _integrity(settings)
+    dsn, service = _integrity(settings)
     external = []
     for path in checkpoint_files:
         try:
             external.append((Checkpoint.from_dict(_read_json(path)), f"checkpoint in {path}"))
         except MalformedDocument as error:
             raise click.ClickException(f"{path}: {error}") from None
-    with connect(dsn) as conn:
-        total = tables.tree_size(conn)
-    with bar(total, "verify", unit="ev") as progress:
+    with bar(service.tree_size(), "verify", unit="ev") as progress:
         report = verify_store(dsn, external=external, progress=progress.update)
     rate = report.events / report.seconds if report.seconds else 0.0
     click.echo(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from ledger.integrity.proofs import (
     check_consistency,
 )
 from ledger.integrity.receipts import MalformedDocument
+from ledger.keyfile import hex_key
 
 STATE_FORMAT = "tongjie-witness-state/1"
 #: Seconds to wait for the ledger: a witness runs from cron, it must not hang forever.
@@ -244,12 +244,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def _witness_seed(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    seed = bytes.fromhex(path.read_text().strip())
+    seed = hex_key(None, path, "witness")
     if len(seed) != 32:
         raise WitnessError(f"{path} does not hold a 32-byte hex Ed25519 seed")
     return seed
