@@ -11,6 +11,7 @@ from marshmallow import fields, validate
 from ledger.domain.libraries import CODE_PATTERN
 from ledger.projections.item_locations import STATUSES
 from ledger.projections.paging import MAX_LIMIT
+from web import schemas as s
 
 
 def _code(description: str = "", **kwargs: object) -> fields.String:
@@ -21,11 +22,7 @@ def _code(description: str = "", **kwargs: object) -> fields.String:
     )
 
 
-class _Query(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE
-        ordered = True
-
+class _Query(s.Strict):
     after = fields.Integer(
         load_default=None,
         validate=validate.Range(min=0),
