@@ -1,8 +1,13 @@
-"""Commands: what a desk asks the ledger to record, as plain values.
+"""Commands: what a desk, kiosk or batch asks the ledger to record, as plain values.
+
+Every interface (HTTP, CLI, and later SIP2 and batch imports) builds these and hands
+them to ``execute``/``execute_many`` (``ledger.write``). A command names things the way
+the desk does — a reader by card, a loan by its id — and the writer's resolve step
+(``ledger.write.resolve``) fills in what needs a look-up before the rules run.
 
 A command knows which aggregates it needs (so a batch can load them all in one
 query) and how to fingerprint itself (so a retried idempotency key can be told
-apart from a reused one). The rules live in the domain; ``ledger.handlers``
+apart from a reused one). The rules live in the domain; ``ledger.write.handlers``
 applies a command to its aggregates.
 """
 
@@ -11,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -19,10 +24,26 @@ from uuid import UUID
 from ledger.domain.common import Actor, item_id, library_id
 from ledger.domain.disputes import return_claim_id
 
+#: Field metadata of what the caller may give and the resolve step replaces (a card → a
+#: reader id): not part of what a retry must repeat (the resolved fields are).
+RESOLVED = {"fingerprint": False}
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderCard:
+    """The card a reader shows: a resident identity card or a social security card.
+
+    Both carry the same 18-character number, so both reach the same reader. The number
+    lives only in memory, on its way to the keyed hash: never in a repr or a log line.
+    """
+
+    number: str = field(repr=False)
+    document: str = "resident_id"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Command:
-    name: ClassVar[str]
+    command: ClassVar[str]  # the name stored in command_log.command
     actor: Actor
     library: str  # the desk where it happened
     occurred_at: datetime | None = None  # None: now
@@ -46,8 +67,12 @@ class Command:
         if self.digest:
             return self.digest
         skip = ("actor", "command_id", "generated_id", "digest")
-        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        payload["command"] = self.name
+        payload = {
+            f.metadata.get("fingerprint_as", f.name): getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and f.metadata.get("fingerprint", True)
+        }
+        payload["command"] = self.command
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -67,41 +92,61 @@ class ItemCommand(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class JoinLibrary(Command):
-    name = "join_library"
+    command = "join_library"
+    library: str = ""  # the joining library itself (its code)
     code: str
-    library_name: str
+    # Fingerprinted under its first name, so keys stored before the rename still replay.
+    name: str = field(metadata={"fingerprint_as": "library_name"})
     region: str
     level: str
-    policy: dict[str, Any]
+    policy: dict[str, Any] = field(default_factory=dict)
     can_circulate: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.library:
+            object.__setattr__(self, "library", self.code)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChangePolicy(Command):
-    name = "change_policy"
+    command = "change_policy"
     policy: dict[str, Any]
     can_circulate: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterItem(ItemCommand):
-    name = "register_item"
+    command = "register_item"
+    library: str = ""  # the owner's desk
     title: str | None = None
     isbn: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.library:
+            object.__setattr__(self, "library", self.owner)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterReader(Command):
-    name = "register_reader"
-    identity_hmac: str = field(repr=False)
-    masked_number: str
-    reader_id: UUID | None = None  # resolved from identity_hmac before execution
+    """Register the person whose card is shown, at ``library`` (their home library).
+
+    The resolve step turns the card into the keyed hash and masked form, and finds the
+    reader if the person is registered already (``known``: nothing is recorded then).
+    """
+
+    command = "register_reader"
+    document: str = field(default="resident_id", metadata=RESOLVED)
+    number: str = field(default="", repr=False, metadata=RESOLVED)
+    identity_hmac: str = field(default="", repr=False)
+    masked_number: str = ""
+    reader_id: UUID | None = None
+    known: bool = field(default=False, metadata=RESOLVED)
 
     def fingerprint(self) -> str:
         # The reader id is chosen at execution; the person is what the retry repeats.
         if self.digest:
             return self.digest
-        payload = f"{self.name}|{self.identity_hmac}|{self.library}|{self.occurred_at}"
+        payload = f"{self.command}|{self.identity_hmac}|{self.library}|{self.occurred_at}"
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -115,38 +160,50 @@ class ReaderCommand(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class BlockReader(ReaderCommand):
-    name = "block_reader"
+    command = "block_reader"
     reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class UnblockReader(ReaderCommand):
-    name = "unblock_reader"
+    command = "unblock_reader"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ForgetReader(ReaderCommand):
-    name = "forget_reader"
+    """Honour a deletion request: drop the identity link, record that it was dropped."""
+
+    command = "forget_reader"
+    reader_id: UUID | None = None  # type: ignore[assignment]  # resolved from the card
+    reader: ReaderCard | None = field(default=None, metadata=RESOLVED)
+
+    def aggregate_ids(self) -> set[UUID]:
+        return Command.aggregate_ids(self) | ({self.reader_id} if self.reader_id else set())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Borrow(ItemCommand):
-    name = "borrow"
-    reader_id: UUID
+    """Lend the item at ``library`` to the reader named by id or by the card shown."""
+
+    command = "borrow"
+    reader_id: UUID | None = None
+    reader: ReaderCard | None = field(default=None, metadata=RESOLVED)
 
     def aggregate_ids(self) -> set[UUID]:
-        return super().aggregate_ids() | {self.reader_id}
+        return super().aggregate_ids() | ({self.reader_id} if self.reader_id else set())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Renew(ItemCommand):
-    name = "renew"
+    command = "renew"
     loan_id: UUID
+    owner: str = ""  # resolved from the loan id
+    barcode: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Return(ItemCommand):
-    name = "return"
+    command = "return"
 
     def dependent_ids(self, loaded: Mapping[UUID, Any]) -> set[UUID]:
         return _loan_reader(loaded, self.item_id)
@@ -154,7 +211,9 @@ class Return(ItemCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class Dispatch(ItemCommand):
-    name = "dispatch"
+    """Ship the item from ``library`` (the desk holding it) to ``to_library``."""
+
+    command = "dispatch"
     to_library: str
 
     def aggregate_ids(self) -> set[UUID]:
@@ -163,27 +222,31 @@ class Dispatch(ItemCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class Receive(ItemCommand):
-    name = "receive"
+    command = "receive"
     transfer_id: UUID
+    owner: str = ""  # resolved from the transfer id
+    barcode: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class CancelTransfer(ItemCommand):
-    name = "cancel_transfer"
+    command = "cancel_transfer"
     transfer_id: UUID
     reason: str
     note: str = ""
+    owner: str = ""  # resolved from the transfer id
+    barcode: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveUnannounced(ItemCommand):
-    name = "receive_unannounced"
+    command = "receive_unannounced"
     note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeclareLost(ItemCommand):
-    name = "declare_lost"
+    command = "declare_lost"
     reason: str
 
     def dependent_ids(self, loaded: Mapping[UUID, Any]) -> set[UUID]:
@@ -192,18 +255,18 @@ class DeclareLost(ItemCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class Found(ItemCommand):
-    name = "found"
+    command = "found"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Withdraw(ItemCommand):
-    name = "withdraw"
+    command = "withdraw"
     reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Correct(ItemCommand):
-    name = "correct"
+    command = "correct"
     corrects_version: int
     reason: str
     changes: dict[str, Any]
@@ -223,26 +286,21 @@ class OpenDispute(ItemCommand):
     """``library`` opens a dispute about the item against ``other_party``.
 
     ``involved`` (every library the item's history names) is looked up by the
-    application, not sent by the caller: it is left out of the fingerprint.
+    resolve step, not sent by the caller: it is left out of the fingerprint.
     """
 
-    name = "open_dispute"
+    command = "open_dispute"
     kind: str
     other_party: str
     statement: str
     dispute_id: UUID | None = None  # None: a fresh id; the sweep derives one from its trigger
     trigger: str | None = None
     reference_id: UUID | None = None
-    involved: frozenset[str] = field(default=frozenset(), repr=False)
+    involved: frozenset[str] = field(default=frozenset(), repr=False, metadata=RESOLVED)
 
     def aggregate_ids(self) -> set[UUID]:
         ids = super().aggregate_ids() | {library_id(self.other_party)}
         return ids | ({self.dispute_id} if self.dispute_id else set())
-
-    def fingerprint(self) -> str:
-        if self.digest:
-            return self.digest
-        return Command.fingerprint(replace(self, involved=frozenset()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,13 +313,13 @@ class DisputeCommand(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class AddStatement(DisputeCommand):
-    name = "add_statement"
+    command = "add_statement"
     text: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class AddAttachment(DisputeCommand):
-    name = "add_attachment"
+    command = "add_attachment"
     uri: str
     sha256: str
     description: str = ""
@@ -269,7 +327,10 @@ class AddAttachment(DisputeCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class ResolveDispute(DisputeCommand):
-    name = "resolve_dispute"
+    """The administrator rules; ``library`` defaults to the desk that opened the case."""
+
+    command = "resolve_dispute"
+    library: str = ""  # resolved: the actor's desk, else the desk that opened the case
     liable_library: str | None
     compensation: str  # CNY, a decimal string
     text: str
@@ -277,7 +338,8 @@ class ResolveDispute(DisputeCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class WithdrawDispute(DisputeCommand):
-    name = "withdraw_dispute"
+    command = "withdraw_dispute"
+    library: str = ""  # resolved as for ResolveDispute
     reason: str
 
 
@@ -285,7 +347,7 @@ class WithdrawDispute(DisputeCommand):
 class ClaimReturned(ItemCommand):
     """A reader says the item on loan was returned at ``returned_at``."""
 
-    name = "claim_returned"
+    command = "claim_returned"
     returned_at: str
     claimed_on: str | None = None  # ISO date the reader names
     statement: str = ""

@@ -1,6 +1,6 @@
 """The HTTP API: parse (marshmallow) → one ledger call → serialise.
 
-``create_app`` builds the app around a ``Circulation``; nothing happens at import.
+``create_app`` builds the app around the ledger (its writer and pool); nothing happens at import.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from ledger.application import Circulation
 from ledger.domain.errors import DomainError
 from web import problems
 from web.auth import load_actor
+from web.recording import Ledger
 from web.schemas import BARCODE_REGEX, CODE_REGEX
 
 #: A desk's command is a few hundred bytes; anything near this is not a command.
@@ -67,7 +67,7 @@ class LedgerApi(Api):
         )
 
 
-def create_app(ledger: Circulation, **config: Any) -> Flask:
+def create_app(ledger: Ledger, **config: Any) -> Flask:
     app = Flask("tongjie")
     app.config.update(
         API_TITLE="tongjie circulation ledger",

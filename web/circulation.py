@@ -7,8 +7,9 @@ from uuid import UUID
 
 from flask.views import MethodView
 
+from ledger import commands as c
 from web import schemas as s
-from web.recording import Blueprint, ledger, record
+from web.recording import Blueprint, record
 
 bp = Blueprint("circulation", __name__, url_prefix="/api/v1", description="Circulation")
 
@@ -22,7 +23,7 @@ class Readers(MethodView):
         Answers the reader id and the masked number only; a person registered already
         gets their reader id back with 200 and ``created: false``.
         """
-        answer, status, headers = record(ledger().register_reader, desk="home_library", **body)
+        answer, status, headers = record(c.RegisterReader, field="home_library", **body)
         if answer.get("created") is False:
             status = 200
         return answer, status, headers
@@ -33,10 +34,7 @@ class Loans(MethodView):
     @bp.command(s.LoanIn, s.LoanOut)
     def post(self, body: dict[str, Any]):
         """Borrow: the item must be on shelf at the borrowing library."""
-        reader = body.pop("reader")
-        if reader is not None:
-            body["reader_number"] = reader["number"]
-        return record(ledger().borrow, **body)
+        return record(c.Borrow, **body)
 
 
 @bp.route("/loans/<uuid:loan_id>/renewals")
@@ -44,7 +42,7 @@ class Renewals(MethodView):
     @bp.command(s.AtLibrary, s.RenewalOut)
     def post(self, body: dict[str, Any], loan_id: UUID):
         """Renew a loan; answers the new due date."""
-        return record(ledger().renew, loan_id=loan_id, **body)
+        return record(c.Renew, loan_id=loan_id, **body)
 
 
 @bp.route("/returns")
@@ -52,7 +50,7 @@ class Returns(MethodView):
     @bp.command(s.ReturnIn, s.ReturnOut)
     def post(self, body: dict[str, Any]):
         """Return at any member library; the owner's policy decides the disposition."""
-        return record(ledger().return_item, **body)
+        return record(c.Return, **body)
 
 
 @bp.route("/transfers")
@@ -60,7 +58,7 @@ class Transfers(MethodView):
     @bp.command(s.TransferIn, s.TransferOut)
     def post(self, body: dict[str, Any]):
         """Dispatch the item from the library holding it to another."""
-        return record(ledger().dispatch, desk="from_library", **body)
+        return record(c.Dispatch, field="from_library", **body)
 
 
 @bp.route("/transfers/<uuid:transfer_id>/receipt")
@@ -68,7 +66,7 @@ class Receipt(MethodView):
     @bp.command(s.AtLibrary, s.ItemEventOut)
     def post(self, body: dict[str, Any], transfer_id: UUID):
         """The destination received the shipment."""
-        return record(ledger().receive, transfer_id=transfer_id, **body)
+        return record(c.Receive, transfer_id=transfer_id, **body)
 
 
 @bp.route("/transfers/<uuid:transfer_id>/cancellation")
@@ -76,4 +74,4 @@ class Cancellation(MethodView):
     @bp.command(s.CancellationIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], transfer_id: UUID):
         """Cancel a shipment (a changed plan is a cancellation and a new dispatch)."""
-        return record(ledger().cancel_transfer, transfer_id=transfer_id, **body)
+        return record(c.CancelTransfer, transfer_id=transfer_id, **body)

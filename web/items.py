@@ -6,6 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
+from ledger import commands as c
 from ledger.domain.errors import UnknownItem
 from ledger.domain.items import Item
 from web import schemas as s
@@ -21,7 +22,7 @@ class Items(MethodView):
     @bp.command(s.ItemIn, s.ItemOut)
     def post(self, body: dict[str, Any]):
         """Register an item at its owner library."""
-        return record(ledger().register_item, desk="owner", **body)
+        return record(c.RegisterItem, desk="owner", **body)
 
 
 @bp.route(ITEM)
@@ -78,7 +79,7 @@ class Loss(MethodView):
     @bp.command(s.ReasonIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """Declare the item lost (closes an open loan)."""
-        return record(ledger().declare_lost, owner=owner, barcode=barcode, **body)
+        return record(c.DeclareLost, owner=owner, barcode=barcode, **body)
 
 
 @bp.route(f"{ITEM}/found")
@@ -86,7 +87,7 @@ class Found(MethodView):
     @bp.command(s.AtLibrary, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """A lost item turned up at this library."""
-        return record(ledger().found, owner=owner, barcode=barcode, **body)
+        return record(c.Found, owner=owner, barcode=barcode, **body)
 
 
 @bp.route(f"{ITEM}/withdrawal")
@@ -94,7 +95,7 @@ class Withdrawal(MethodView):
     @bp.command(s.ReasonIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """Withdraw the item from circulation (owner only; it must be lost or on its shelf)."""
-        return record(ledger().withdraw, owner=owner, barcode=barcode, **body)
+        return record(c.Withdraw, owner=owner, barcode=barcode, **body)
 
 
 @bp.route(f"{ITEM}/corrections")
@@ -102,7 +103,7 @@ class Corrections(MethodView):
     @bp.command(s.CorrectionIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """Record a correcting event that names the event (version) it corrects."""
-        return record(ledger().correct, owner=owner, barcode=barcode, **body)
+        return record(c.Correct, owner=owner, barcode=barcode, **body)
 
 
 @bp.route(f"{ITEM}/arrivals")
@@ -110,4 +111,4 @@ class Arrivals(MethodView):
     @bp.command(s.ArrivalIn, s.ItemEventOut)
     def post(self, body: dict[str, Any], owner: str, barcode: str):
         """The item arrived here with no dispatch on record."""
-        return record(ledger().receive_unannounced, owner=owner, barcode=barcode, **body)
+        return record(c.ReceiveUnannounced, owner=owner, barcode=barcode, **body)

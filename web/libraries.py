@@ -6,9 +6,10 @@ from typing import Any
 
 from flask.views import MethodView
 
+from ledger import commands as c
 from web import schemas as s
 from web.auth import admin_only
-from web.recording import Blueprint, ledger, record
+from web.recording import Blueprint, record
 
 bp = Blueprint(
     "libraries", __name__, url_prefix="/api/v1/libraries", description="Member libraries"
@@ -21,7 +22,7 @@ class Libraries(MethodView):
     @bp.command(s.LibraryIn, s.LibraryOut)
     def post(self, body: dict[str, Any]):
         """Register a member library (administrator)."""
-        return record(ledger().join_library, **body)
+        return record(c.JoinLibrary, **body)
 
 
 @bp.route("/<code:code>/policy")
@@ -30,4 +31,4 @@ class Policy(MethodView):
     @bp.command(s.PolicyIn, s.LibraryOut)
     def post(self, body: dict[str, Any], code: str):
         """Set a library's loan policy, replacing the whole policy (administrator)."""
-        return record(ledger().change_policy, library=code, **body)
+        return record(c.ChangePolicy, library=code, **body)

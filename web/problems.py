@@ -20,8 +20,33 @@ from flask import Response, json
 from werkzeug.exceptions import HTTPException
 
 from ledger.domain import errors
+from ledger.integrity import errors as integrity_errors
 
 MEDIA_TYPE = "application/problem+json"
+
+#: The HTTP status of each kind of refusal; an error takes the entry of its nearest class.
+STATUS: dict[type[errors.DomainError], int] = {
+    errors.DomainError: 422,
+    errors.InvalidInput: 422,  # 400 is kept for requests that do not match the schema
+    errors.NotFound: 404,
+    errors.AlreadyExists: 409,
+    errors.StateConflict: 409,
+    errors.RuleBroken: 422,
+    errors.WrongLibrary: 403,
+    errors.NotPermitted: 403,
+    errors.NotADisputeParty: 403,
+    errors.ProjectionBehind: 503,
+    errors.ConcurrencyConflict: 409,
+    errors.IdempotencyKeyReused: 422,
+    integrity_errors.BeyondTreeSize: 404,
+    integrity_errors.BadConfirmationSignature: 422,
+    integrity_errors.SigningKeyMissing: 503,
+}
+
+
+def status_of(kind: type[errors.DomainError]) -> int:
+    return next(STATUS[k] for k in kind.__mro__ if k in STATUS)
+
 
 #: HTTP errors raised by the web layer itself, with their stable codes and meanings.
 HTTP_CODES: dict[int, tuple[str, str]] = {
@@ -73,7 +98,9 @@ def _title(code: str) -> str:
 
 
 def from_domain(error: errors.DomainError) -> Response:
-    return problem(error.status, error.code, _title(error.code), error.message, field=error.field)
+    return problem(
+        status_of(type(error)), error.code, _title(error.code), error.message, field=error.field
+    )
 
 
 def from_http(error: HTTPException) -> Response:
@@ -169,7 +196,7 @@ def all_codes() -> dict[str, dict[str, Any]]:
     """Every stable problem code: its HTTP status and a line on what it means."""
     codes: dict[str, dict[str, Any]] = {}
     for cls in _domain_errors():
-        codes[cls.code] = {"status": cls.status, "description": _meaning(cls)}
+        codes[cls.code] = {"status": status_of(cls), "description": _meaning(cls)}
     for status, (code, meaning) in HTTP_CODES.items():
         codes.setdefault(code, {"status": status, "description": meaning})
     codes[INVALID_BODY] = {

@@ -1,18 +1,20 @@
-"""The one path every command endpoint takes: JSON body → one ledger call → 201.
+"""The one path every command endpoint takes: JSON body → one command → ``execute`` → 201.
 
 ``Blueprint.command`` wires and documents a command endpoint in one place: the body
 schema (refused with 400 when it does not match), the ``Idempotency-Key`` header, the
 201 answer with its ``Idempotent-Replayed`` header, and every error status a command
-can meet. ``record`` calls the ledger with the key's actor and idempotency key.
+can meet. ``record`` builds the command value from the body (its fields carry the
+command's names) with the key's actor and idempotency key, and hands it to the writer.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
+from uuid import UUID
 
 import flask
 import flask_smorest
@@ -20,8 +22,9 @@ from flask import current_app, request
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest
 
-from ledger.application import Circulation, Result
+from ledger import commands as c
 from ledger.domain.errors import WrongLibrary
+from ledger.write.result import Result
 from web.auth import actor
 
 HEADER = "Idempotency-Key"
@@ -102,7 +105,18 @@ class Blueprint(flask_smorest.Blueprint):
         return decorate
 
 
-def ledger() -> Circulation:
+class Ledger(Protocol):
+    """What the web layer asks of the ledger: one command at a time, aggregate look-ups,
+    and the connection pool its read models are queried through."""
+
+    pool: Any
+
+    def execute(self, command: c.Command) -> Result: ...
+    def load(self, ids: Iterable[UUID]) -> dict[UUID, Any]: ...
+    def get_item(self, owner: str, barcode: str) -> Any: ...
+
+
+def ledger() -> Ledger:
     return current_app.extensions["tongjie.ledger"]
 
 
@@ -117,22 +131,27 @@ def command_id() -> str | None:
 
 
 def record(
-    call: Callable[..., Result], *, desk: str = "library", **arguments: Any
+    command: type[c.Command],
+    *,
+    desk: str = "library",
+    field: str | None = None,
+    **arguments: Any,
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Run one command for the request's key; answer 201 (first time) or the replay.
+    """Build the command for the request's key and idempotency key, execute it, answer 201
+    (first time) or the replay.
 
-    ``desk`` names the body field that says where it happened. A library's key acting for
-    another library is refused here, before anything is looked up, naming that field (the
-    ledger checks again; its message names its own argument).
+    ``desk`` names the argument that says where it happened, ``field`` the body field it
+    came from (when the wire name differs). A library's key acting for another library is
+    refused here, before anything is looked up, naming that field (the writer checks again).
     """
     who = actor()
     where = arguments.get(desk)
     if who.library is not None and where is not None and where != who.library:
         raise WrongLibrary(
             f"a key of {who.library} records only what happens at {who.library}, not at {where}",
-            field=desk,
+            field=field or desk,
         )
-    result = call(actor=who, command_id=command_id(), **arguments)
+    result = ledger().execute(command(actor=who, command_id=command_id(), **arguments))
     return serialise(result), 201, {REPLAYED: "true" if result.replayed else "false"}
 
 

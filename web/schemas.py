@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from ledger.commands import ReaderCard
 from ledger.domain.identity import DocumentKind
 from ledger.domain.items import TransferCancelReason
 from ledger.domain.libraries import Level, Region, ReturnMode
@@ -191,14 +192,22 @@ class IdentityIn(Strict):
     )
 
 
+class CardIn(IdentityIn):
+    """The card a reader shows at the desk, loaded as the command's ``ReaderCard``."""
+
+    @post_load
+    def card(self, data: dict[str, Any], **_: Any) -> ReaderCard:
+        return ReaderCard(number=data["number"], document=data["document"])
+
+
 class ReaderIn(IdentityIn, CommandIn):
-    home_library = Code(required=True)
+    library = Code(required=True, data_key="home_library")
 
 
 class LoanIn(ItemRef):
     library = Code(required=True, description="the lending desk")
     reader = fields.Nested(
-        IdentityIn, load_default=None, metadata={"description": "the card the reader shows"}
+        CardIn, load_default=None, metadata={"description": "the card the reader shows"}
     )
     reader_id = fields.UUID(load_default=None, allow_none=True)
 
@@ -217,7 +226,7 @@ class ReturnIn(ItemRef):
 
 
 class TransferIn(ItemRef):
-    from_library = Code(required=True, description="the library holding it")
+    library = Code(required=True, data_key="from_library", description="the library holding it")
     to_library = Code(required=True)
 
 

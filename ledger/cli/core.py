@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ledger.cli import main, open_ledger
+from ledger.cli.base import main, open_ledger
 from ledger.cli.integrity import echo_receipt
 from ledger.config import Settings
 
@@ -76,10 +76,11 @@ def demo(
 @click.pass_obj
 def status(settings: Settings) -> None:
     """Print what the ledger holds."""
+    from ledger.eventlog import EventLog
     from ledger.status import counts
 
     with open_ledger(settings) as app:
-        for label, value in counts(app).items():
+        for label, value in counts(EventLog(app.pool)).items():
             click.echo(f"{label:<28} {value}")
 
 
@@ -99,6 +100,7 @@ def readers() -> None:
 @click.pass_obj
 def forget(settings: Settings, number: str, operator: str) -> None:
     """Honour a deletion request: unlink a person from their reader history."""
+    from ledger import commands as c
     from ledger.domain.common import Actor
     from ledger.domain.errors import DomainError
 
@@ -107,7 +109,9 @@ def forget(settings: Settings, number: str, operator: str) -> None:
             reader_id = app.find_reader(number)
             reader = app.load([reader_id])[reader_id]
             library = getattr(reader, "home_library", None) or "SC-510000"
-            result = app.forget_reader(number=number, library=library, actor=Actor(operator))
+            result = app.execute(
+                c.ForgetReader(reader_id=reader_id, library=library, actor=Actor(operator))
+            )
         except DomainError as error:
             raise click.ClickException(error.message) from None
     click.echo(f"reader {reader_id} is no longer linked to that number; its history stays.")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import click
 
-from ledger.cli import main, open_ledger
+from ledger.cli.base import main, open_ledger
 from ledger.config import Settings
+
+if TYPE_CHECKING:
+    from ledger.commands import Command
 
 OPERATOR = click.option(
     "--operator", default="admin:cli", show_default=True, help="Recorded as recorded_by."
@@ -51,10 +54,13 @@ def list_(settings: Settings, only_open: bool, library: str | None, limit: int, 
     """List disputes, newest first."""
     from ledger.disputes.queries import list_disputes
     from ledger.domain.errors import DomainError
+    from ledger.eventlog import EventLog
 
     with open_ledger(settings) as app:
         try:
-            page = list_disputes(app, only_open=only_open, library=library, limit=limit)
+            page = list_disputes(
+                EventLog(app.pool), only_open=only_open, library=library, limit=limit
+            )
         except DomainError as error:
             raise _fail(error) from None
     if fmt == "json":
@@ -86,10 +92,11 @@ def evidence(settings: Settings, dispute_id: UUID, fmt: str, output: Path | None
     """The evidence file: the item's timeline, who recorded what when, who held it last."""
     from ledger.disputes.evidence import build, render_html
     from ledger.domain.errors import DomainError
+    from ledger.eventlog import EventLog
 
     with open_ledger(settings) as app:
         try:
-            file = build(app, dispute_id)
+            file = build(EventLog(app.pool), dispute_id)
         except DomainError as error:
             raise _fail(error) from None
     text = render_html(file) if fmt == "html" else _json(file)
@@ -123,11 +130,14 @@ def sweep(
     Safe to run as often as you like, from several machines at once.
     """
     from ledger.disputes.sweep import sweep as run
+    from ledger.eventlog import EventLog
 
     with open_ledger(settings) as app:
+        log = EventLog(app.pool)
         while True:
             report = run(
                 app,
+                log,
                 transfer_days=transfer_days or settings.transit_overdue_days,
                 claim_days=claim_days or settings.claim_days,
             )
@@ -158,10 +168,11 @@ def settlement(settings: Settings, start: Any, end: Any, library: str | None, fm
     """Per pair of libraries: items lost in the other's custody, compensation resolved."""
     from ledger.disputes.queries import settlement as sheet
     from ledger.domain.errors import DomainError
+    from ledger.eventlog import EventLog
 
     with open_ledger(settings) as app:
         try:
-            result = sheet(app, start.date(), end.date(), library=library)
+            result = sheet(EventLog(app.pool), start.date(), end.date(), library=library)
         except DomainError as error:
             raise _fail(error) from None
     if fmt == "json":
@@ -189,9 +200,10 @@ def settlement(settings: Settings, start: Any, end: Any, library: str | None, fm
 @click.pass_obj
 def open_(settings: Settings, operator: str, **arguments: Any) -> None:
     """Open a dispute on a library's behalf."""
+    from ledger import commands as c
     from ledger.domain.common import Actor
 
-    _record(settings, "open_dispute", actor=Actor(operator), **arguments)
+    _record(settings, c.OpenDispute(actor=Actor(operator), **arguments))
 
 
 @disputes.command()
@@ -203,18 +215,19 @@ def open_(settings: Settings, operator: str, **arguments: Any) -> None:
 @click.pass_obj
 def resolve(settings: Settings, operator: str, **arguments: Any) -> None:
     """Rule on a dispute (the consortium administrator)."""
+    from ledger import commands as c
     from ledger.domain.common import Actor
 
-    _record(settings, "resolve_dispute", actor=Actor(operator), **arguments)
+    _record(settings, c.ResolveDispute(actor=Actor(operator), **arguments))
 
 
-def _record(settings: Settings, method: str, **arguments: Any) -> None:
+def _record(settings: Settings, command: Command) -> None:
     from ledger.cli.integrity import echo_receipt
     from ledger.domain.errors import DomainError
 
     with open_ledger(settings) as app:
         try:
-            result = getattr(app, method)(**arguments)
+            result = app.execute(command)
         except DomainError as error:
             raise _fail(error) from None
     click.echo(_json(result.outcome))

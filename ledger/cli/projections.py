@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ledger.cli import main
+from ledger.cli.base import main
 from ledger.config import Settings
 
 if TYPE_CHECKING:

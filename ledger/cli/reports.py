@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ledger.cli import main
+from ledger.cli.base import main
 from ledger.config import Settings
 
 

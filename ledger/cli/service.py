@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,7 +11,8 @@ from typing import Any
 
 import click
 
-from ledger.cli import main, open_ledger
+from ledger.cli.base import main, open_ledger
+from ledger.cli.jobs import PARENT_VARIABLE
 from ledger.config import Settings
 
 
@@ -149,22 +148,6 @@ def _start_background(settings: Settings) -> list[subprocess.Popen[bytes]]:
     if settings.sweep_seconds > 0:
         commands.append(["disputes", "sweep", "--every", str(settings.sweep_seconds)])
     return [subprocess.Popen([sys.executable, "-m", "ledger", *c], env=env) for c in commands]
-
-
-#: Set by ``serve`` for its background jobs: the pid they must not outlive.
-PARENT_VARIABLE = "TONGJIE_SERVE_PID"
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """Have the kernel send SIGTERM when ``parent`` dies, however it dies: a ``serve``
-    stopped with SIGKILL (or by the OOM killer) must not leave its jobs running. Linux only;
-    elsewhere the jobs stop when ``serve`` stops them."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the request took effect
-        raise SystemExit(f"tongjie serve (pid {parent}) is gone; not starting")
 
 
 #: The desk the example key belongs to: 成都市图书馆, a member in the demo consortium.

@@ -13,15 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from ledger import commands as c
 from ledger.disputes.queries import fold_all, open_disputes_by_item
 from ledger.domain.common import CONSORTIUM_TZ, Actor
 from ledger.domain.disputes import DisputeKind, automatic_dispute_id
 from ledger.domain.errors import DomainError, DuplicateDispute, IdempotencyKeyReused
 from ledger.domain.items import Item, Status
-from ledger.store import EVENTS_TABLE
+from ledger.eventlog import EventLog
 
 if TYPE_CHECKING:
-    from ledger.application import Circulation
+    from ledger.write import Writer
 
 #: The sweep records as the consortium's own process, not as a library's key.
 SWEEP = Actor(principal="system:dispute-sweep")
@@ -42,7 +43,8 @@ class SweepReport:
 
 
 def sweep(
-    app: Circulation,
+    app: Writer,
+    log: EventLog,
     *,
     transfer_days: int,
     claim_days: int,
@@ -51,10 +53,10 @@ def sweep(
 ) -> SweepReport:
     now = now or datetime.now(UTC)
     report = SweepReport()
-    folded = fold_all(app)
+    folded = fold_all(log)
     open_by_item = open_disputes_by_item(folded)
 
-    for item in _unreceived_shipments(app):
+    for item in _unreceived_shipments(app, log):
         transfer = item.transfer
         if item.status is not Status.IN_TRANSIT or transfer is None:
             continue
@@ -116,7 +118,7 @@ def sweep(
 
 
 def _open(
-    app: Circulation,
+    app: Writer,
     report: SweepReport,
     actor: Actor,
     *,
@@ -129,18 +131,20 @@ def _open(
     statement: str,
 ) -> None:
     try:
-        result = app.open_dispute(
-            owner=item.owner,
-            barcode=item.barcode,
-            kind=str(kind),
-            other_party=other,
-            statement=statement,
-            library=opener,
-            actor=actor,
-            dispute_id=automatic_dispute_id(trigger),
-            trigger=trigger,
-            reference_id=reference,
-            command_id=f"sweep/{trigger}",
+        result = app.execute(
+            c.OpenDispute(
+                owner=item.owner,
+                barcode=item.barcode,
+                kind=str(kind),
+                other_party=other,
+                statement=statement,
+                library=opener,
+                actor=actor,
+                dispute_id=automatic_dispute_id(trigger),
+                trigger=trigger,
+                reference_id=reference,
+                command_id=f"sweep/{trigger}",
+            )
         )
     except (DuplicateDispute, IdempotencyKeyReused):
         report.already_open += 1
@@ -154,20 +158,13 @@ def _open(
         report.opened.append(result.outcome["dispute_id"])
 
 
-def _unreceived_shipments(app: Circulation) -> list[Item]:
+def _unreceived_shipments(app: Writer, log: EventLog) -> list[Item]:
     """Items whose latest dispatch has no receipt, cancellation or loss after it.
 
     A cheap filter in SQL (a scan of dispatches, an index probe each), then each
-    candidate's state is checked on the aggregate itself.
+    candidate's state is checked on the aggregate itself (loaded by the writer, whose
+    cache keeps a sweep that runs every few minutes from replaying the same items).
     """
-    with app.datastore.get_connection() as conn:
-        rows = conn.execute(
-            f"SELECT DISTINCT d.originator_id FROM {EVENTS_TABLE} d"
-            " WHERE d.topic = %s AND NOT EXISTS ("
-            f"   SELECT 1 FROM {EVENTS_TABLE} e WHERE e.originator_id = d.originator_id"
-            "    AND e.originator_version > d.originator_version AND e.topic = ANY(%s))",
-            (_ITEMS + "TransferDispatched", _SHIPMENT_ENDS),
-        ).fetchall()
-    ids = [row["originator_id"] for row in rows]
+    ids = log.unanswered(_ITEMS + "TransferDispatched", _SHIPMENT_ENDS)
     loaded = app.load(ids)
     return [a for a in loaded.values() if isinstance(a, Item)]

@@ -16,6 +16,7 @@ dispute sweep opens a *claimed returned* dispute between the libraries concerned
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -89,6 +90,32 @@ def automatic_dispute_id(trigger: str) -> UUID:
     """The sweep's disputes have ids derived from what triggered them, so that however
     often (and however concurrently) the sweep runs, each trigger opens one dispute."""
     return uuid5(NAMESPACE, f"dispute/{trigger}")
+
+
+#: The fields of item events that name a library (the desk, owner, holder, shipment ends).
+LIBRARY_FIELDS = (
+    "library",
+    "owner",
+    "holding",
+    "from_library",
+    "to_library",
+    "borrowed_at_library",
+)
+
+
+def libraries_named(item_events: Iterable[Any], claim_events: Iterable[Any] = ()) -> frozenset[str]:
+    """Every library an item's history names — the parties a dispute about it may have —
+    and the libraries where readers say they returned it (a claim names a party too)."""
+    found: set[str] = set()
+    for event in item_events:
+        state = vars(event)
+        found.update(v for name in LIBRARY_FIELDS if isinstance(v := state.get(name), str))
+        changes = state.get("changes")
+        if isinstance(changes, dict) and isinstance(changes.get("location"), str):
+            found.add(changes["location"])
+    for event in claim_events:
+        found |= {event.library, event.returned_at}
+    return frozenset(found)
 
 
 def return_claim_id(loan_id: UUID) -> UUID:

@@ -2,6 +2,7 @@
 
 The code is what the HTTP layer publishes as the problem ``type``; the message is
 written for a librarian at a desk. ``field`` names the input that was wrong, when one was.
+Which HTTP status fits each kind of refusal is the web layer's business (``web.problems``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ class DomainError(Exception):
     """A command broke a rule; nothing was recorded."""
 
     code = "domain-error"
-    status = 422  # the HTTP status that fits; the web layer reads it, the domain ignores it
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -24,7 +24,6 @@ class InvalidInput(DomainError):
     a date in the future, a transfer to the library it is at)."""
 
     code = "invalid-input"
-    status = 422  # 400 is kept for requests that do not match the published schema
 
 
 class InvalidIdentityNumber(InvalidInput):
@@ -47,7 +46,6 @@ class NotFound(DomainError):
     """A library, item, reader, loan or transfer the command names does not exist."""
 
     code = "not-found"
-    status = 404
 
 
 class UnknownLibrary(NotFound):
@@ -84,7 +82,6 @@ class AlreadyExists(DomainError):
     """The record the command would create exists already."""
 
     code = "already-exists"
-    status = 409
 
 
 class DuplicateLibrary(AlreadyExists):
@@ -103,7 +100,6 @@ class StateConflict(DomainError):
     """The item (or reader) is not in a state that allows the command."""
 
     code = "state-conflict"
-    status = 409
 
 
 class ItemNotAvailable(StateConflict):
@@ -158,7 +154,6 @@ class RuleBroken(DomainError):
     """A circulation rule refuses the command."""
 
     code = "rule-broken"
-    status = 422
 
 
 class ReaderOverLimit(RuleBroken):
@@ -183,14 +178,12 @@ class WrongLibrary(DomainError):
     """A library key tried to record an event at another library's desk."""
 
     code = "wrong-library"
-    status = 403
 
 
 class NotPermitted(DomainError):
     """This library (or key) may not do this to this item, reader or library."""
 
     code = "not-permitted"
-    status = 403
 
 
 class AdministratorOnly(NotPermitted):
@@ -207,7 +200,6 @@ class NotADisputeParty(DomainError):
     """The library is not a party: it never handled the item, or is not in this dispute."""
 
     code = "not-a-dispute-party"
-    status = 403
 
 
 class DuplicateDispute(AlreadyExists):
@@ -236,18 +228,15 @@ class ProjectionBehind(DomainError):
     """The read models have not folded the asked position in time (is the worker running?)."""
 
     code = "projection-behind"
-    status = 503
 
 
 class ConcurrencyConflict(DomainError):
     """Another command changed the same item first; retry with fresh state."""
 
     code = "conflict"
-    status = 409
 
 
 class IdempotencyKeyReused(DomainError):
     """The same command_id was sent before with different content."""
 
     code = "idempotency-key-reused"
-    status = 422

@@ -21,6 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stdnum import numdb
@@ -88,6 +89,7 @@ def _normalise(raw: str) -> str:
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", raw)).upper()
 
 
+@lru_cache(maxsize=8192)
 def _is_division_code(code: str) -> bool:
     """True if stdnum's table lists the code for any period, current or abolished."""
     return any("county" in props for _, props in numdb.get("cn/loc").info(code))

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
@@ -108,6 +109,39 @@ class Library(Aggregate):
         def apply(self, library: Library) -> None:
             library.member = False
             library.can_circulate = False
+
+    @classmethod
+    def join(
+        cls,
+        library_id: UUID,
+        *,
+        code: str,
+        name: str,
+        region: str,
+        level: str,
+        policy: LoanPolicy,
+        can_circulate: bool,
+        **envelope: Any,
+    ) -> Library:
+        """A library joins the consortium: a real code, a known region and level, a name."""
+        check_code(code, field="code")
+        try:
+            region, level = Region(region), Level(level)
+        except ValueError as e:
+            raise InvalidInput(str(e), field="region" if "Region" in str(e) else "level") from None
+        if not name.strip():
+            raise InvalidInput("a library needs a name", field="name")
+        return cls._create(
+            Library.Joined,
+            id=library_id,
+            code=code,
+            name=name.strip(),
+            region=str(region),
+            level=str(level),
+            policy=policy.as_dict(),
+            can_circulate=can_circulate,
+            **envelope,
+        )
 
     def change_policy(self, policy: LoanPolicy, can_circulate: bool, **envelope: Any) -> None:
         self.require_member()

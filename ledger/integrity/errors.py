@@ -15,7 +15,6 @@ class BeyondTreeSize(DomainError):
     """The request names a tree size or position the ledger has not reached yet."""
 
     code = "beyond-tree-size"
-    status = 404
 
 
 class NotInTree(InvalidInput):
@@ -52,11 +51,9 @@ class BadConfirmationSignature(DomainError):
     """A witness confirmation's signature does not verify for that checkpoint."""
 
     code = "bad-confirmation-signature"
-    status = 422
 
 
 class SigningKeyMissing(DomainError):
     """This process holds no signing key, so it cannot sign a checkpoint."""
 
     code = "signing-key-missing"
-    status = 503

@@ -33,7 +33,7 @@ from ledger.domain.errors import (
     WrongLibrary,
 )
 from ledger.domain.items import Item
-from ledger.domain.libraries import Level, Library, LoanPolicy, Region, check_code
+from ledger.domain.libraries import Library, LoanPolicy, check_code
 from ledger.domain.readers import Reader
 
 Outcome = dict[str, Any]
@@ -82,21 +82,13 @@ def join_library(cmd: c.JoinLibrary, ctx: Context, work: Work) -> Outcome:
     check_code(cmd.code, field="code")
     if work.get(library_id(cmd.code)) is not None:
         raise DuplicateLibrary(f"library {cmd.code} is already registered", field="code")
-    try:
-        region, level = Region(cmd.region), Level(cmd.level)
-    except ValueError as e:
-        raise InvalidInput(str(e), field="region" if "Region" in str(e) else "level") from None
-    if not cmd.library_name.strip():
-        raise InvalidInput("a library needs a name", field="name")
-    policy = LoanPolicy.from_dict(cmd.policy)
-    library = Library._create(
-        Library.Joined,
-        id=library_id(cmd.code),
+    library = Library.join(
+        library_id(cmd.code),
         code=cmd.code,
-        name=cmd.library_name.strip(),
-        region=str(region),
-        level=str(level),
-        policy=policy.as_dict(),
+        name=cmd.name,
+        region=cmd.region,
+        level=cmd.level,
+        policy=LoanPolicy.from_dict(cmd.policy),
         can_circulate=cmd.can_circulate,
         **_env(ctx),
     )
@@ -129,7 +121,7 @@ def register_item(cmd: c.RegisterItem, ctx: Context, work: Work) -> Outcome:
 
 def register_reader(cmd: c.RegisterReader, ctx: Context, work: Work) -> Outcome:
     _library(work, cmd.library)
-    assert cmd.reader_id is not None
+    assert cmd.reader_id is not None and cmd.identity_hmac, "resolved before it runs"
     reader = Reader.register(cmd.reader_id, cmd.masked_number, cmd.library, **_env(ctx))
     work.add(reader)
     work.link_identity(cmd.identity_hmac, reader.id)
@@ -158,6 +150,7 @@ def unblock_reader(cmd: c.UnblockReader, ctx: Context, work: Work) -> Outcome:
 def forget_reader(cmd: c.ForgetReader, ctx: Context, work: Work) -> Outcome:
     if not cmd.actor.is_admin:
         raise NotPermitted("only the consortium administrator honours deletion requests")
+    assert cmd.reader_id is not None, "resolved before it runs"
     reader = _reader(work, cmd.reader_id)
     reader.forget(**_env(ctx))
     work.forget(reader.id)
@@ -175,6 +168,8 @@ def borrow(cmd: c.Borrow, ctx: Context, work: Work) -> Outcome:
     library = _library(work, cmd.library)
     library.require_circulating()
     item = _item(work, cmd)
+    if cmd.reader_id is None:
+        raise UnknownReader("name the reader by reader_id or identity number", field="reader")
     reader = _reader(work, cmd.reader_id)
     reader.check_can_borrow(work.loan_limit)
     loan_id = uuid4()

@@ -11,10 +11,8 @@ one and the chain follows notification order across processes.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -40,34 +38,13 @@ from ledger.integrity.tables import (
     StaleHead,
     chain_new_events,
 )
+from ledger.write import idempotency, links
+from ledger.write.work import WriteSet
 
 #: Saves larger than this skip psycopg's pipeline mode, which can stall for good when one
 #: pipelined batch carries about 600 kB (seen from 2,000 events over a Unix socket; psycopg
 #: issue 685). Group commit stays far below it; bulk loads may not.
 PIPELINED_EVENTS = 500
-
-
-@dataclass(slots=True)
-class CommandRow:
-    command_id: str
-    command: str
-    fingerprint: str
-    outcome: dict[str, Any]
-    recorded_by: str
-    event_count: int  # how many of the save's events (in order) belong to this command
-
-
-@dataclass(slots=True)
-class WriteSet:
-    """Everything besides events that one save records."""
-
-    commands: list[CommandRow] = field(default_factory=list)
-    references: list[tuple[UUID, str, UUID, str, str]] = field(default_factory=list)
-    identities: list[tuple[str, UUID]] = field(default_factory=list)
-    forgotten: list[UUID] = field(default_factory=list)
-    notification_ids: list[int] = field(default_factory=list)
-    leaves: list[Leaf] = field(default_factory=list)  # filled by the save: for receipts
-    ledger_id: str | None = None
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
@@ -177,49 +154,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _write_rows(self, curs: Cursor[DictRow], ws: WriteSet, ids: list[int]) -> None:
-        """One statement per table, whatever the batch size. The rows travel as one JSON
-        document: the C encoder builds it in microseconds, where psycopg would adapt every
-        element of every column array in Python."""
-        if ws.commands:
-            rows, start = [], 0
-            for c in ws.commands:
-                rows.append(
-                    (
-                        c.command_id,
-                        c.command,
-                        c.fingerprint,
-                        c.outcome,
-                        ids[start : start + c.event_count],
-                        c.recorded_by,
-                    )
-                )
-                start += c.event_count
-            curs.execute(
-                "INSERT INTO command_log"
-                " (command_id, command, fingerprint, outcome, notification_ids, recorded_by)"
-                " SELECT r->>0, r->>1, r->>2, r->3,"
-                "  ARRAY(SELECT jsonb_array_elements_text(r->4)::bigint), r->>5"
-                " FROM jsonb_array_elements(%s::jsonb) AS r",
-                (json.dumps(rows),),
-                prepare=True,
-            )
-        if ws.references:
-            curs.execute(
-                "INSERT INTO item_references (reference_id, kind, item_id, owner, barcode)"
-                " SELECT (r->>0)::uuid, r->>1, (r->>2)::uuid, r->>3, r->>4"
-                " FROM jsonb_array_elements(%s::jsonb) AS r",
-                (json.dumps(ws.references, default=str),),
-                prepare=True,
-            )
-        if ws.identities:
-            curs.execute(
-                "INSERT INTO reader_identities (identity_hmac, reader_id)"
-                " SELECT r->>0, (r->>1)::uuid FROM jsonb_array_elements(%s::jsonb) AS r",
-                (json.dumps(ws.identities, default=str),),
-                prepare=True,
-            )
-        if ws.forgotten:
-            curs.execute("DELETE FROM reader_identities WHERE reader_id = ANY(%s)", (ws.forgotten,))
+        """One statement per table, whatever the batch size (see the owning modules)."""
+        idempotency.insert(curs, ws.commands, ids)
+        links.insert_references(curs, ws.references)
+        links.insert_identities(curs, ws.identities)
+        links.drop_identities(curs, ws.forgotten)
 
 
 def _new_events(stored_events: Sequence[StoredEvent], rows: Sequence[DictRow]) -> list[EventFields]:
@@ -252,4 +191,4 @@ def violated_constraint(error: BaseException) -> str | None:
     return None
 
 
-__all__ = ["CommandRow", "IntegrityError", "LedgerRecorder", "WriteSet", "violated_constraint"]
+__all__ = ["IntegrityError", "LedgerRecorder", "violated_constraint"]
