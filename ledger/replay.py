@@ -21,26 +21,21 @@ The live worker then carries on from the rebuilt position.
 from __future__ import annotations
 
 import gc
-import queue
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from ledger.eventlog import PAGE, Record, pages, to_records
 from ledger.projections import select
 from ledger.projections import tracking as t
 from ledger.projections.base import MemoryRows, Projection, Table
-from ledger.projections.records import Record, read_page, to_records
 
 STAGING = "projections_rebuild"
-#: Notification ids per page read: events are ~0.4 KB each, so a page is a few MB
-#: (two in flight at most).
-PAGE = 10_000
 #: Log rows buffered before a COPY: bounds memory, amortises the COPY round trip.
 LOG_FLUSH = 20_000
 
@@ -61,53 +56,6 @@ class RebuildReport:
     @property
     def events_per_second(self) -> float:
         return self.position / self.seconds if self.seconds else 0.0
-
-
-def pages(
-    conn: psycopg.Connection[Any],
-    after: int,
-    upto: int,
-    topics: list[str] | None,
-    size: int = PAGE,
-    *,
-    prefetch: bool = True,
-) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
-    """Pages of the log in ``(after, upto]``, each with the position it covers up to.
-
-    With ``prefetch`` the next page is read by a thread while the caller works on
-    this one (at most two pages are held): the database and Python overlap.
-    """
-
-    def produce(put: Callable[[tuple[int, list[tuple[Any, ...]]] | None], None]) -> None:
-        position = after
-        while position < upto:
-            covered = min(position + size, upto)
-            put((covered, read_page(conn, position, covered, topics)))
-            position = covered
-        put(None)
-
-    if not prefetch:
-        out: list[tuple[int, list[tuple[Any, ...]]] | None] = []
-        produce(out.append)
-        yield from (p for p in out if p is not None)
-        return
-    box: queue.Queue[Any] = queue.Queue(maxsize=1)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            produce(box.put)
-        except BaseException as error:
-            failure.append(error)
-            box.put(None)
-
-    reader = threading.Thread(target=run, name="rebuild-reader", daemon=True)
-    reader.start()
-    while (item := box.get()) is not None:
-        yield item
-    reader.join()
-    if failure:
-        raise failure[0]
 
 
 class _Sink:

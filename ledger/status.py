@@ -1,29 +1,23 @@
-"""Counts for ``tongjie status``, straight from the event store and its side tables."""
+"""Counts for ``tongjie status``, straight from the event log and the writer's side tables."""
 
 from __future__ import annotations
 
-from ledger.application import Circulation
-from ledger.store import EVENTS_TABLE
+from ledger.eventlog import EventLog, counts_by_topic, last
 
 
-def counts(app: Circulation) -> dict[str, int | str]:
-    with app.datastore.get_connection() as conn:
-        rows = conn.execute(
-            f"SELECT split_part(topic, ':', 2) AS event, count(*) AS n FROM {EVENTS_TABLE}"
-            " GROUP BY 1 ORDER BY 1"
-        ).fetchall()
+def counts(log: EventLog) -> dict[str, int | str]:
+    with log.connection() as conn:
+        by_topic = counts_by_topic(conn)
         commands = conn.execute("SELECT count(*) AS n FROM command_log").fetchone()
         linked = conn.execute("SELECT count(*) AS n FROM reader_identities").fetchone()
-        last = conn.execute(
-            f"SELECT max(notification_id) AS id, max(recorded_at) AS at FROM {EVENTS_TABLE}"
-        ).fetchone()
+        position, recorded_at = last(conn)
     result: dict[str, int | str] = {
-        "events": sum(r["n"] for r in rows),
-        "last position": last["id"] or 0,
-        "last recorded at": str(last["at"] or "-"),
+        "events": sum(by_topic.values()),
+        "last position": position,
+        "last recorded at": str(recorded_at or "-"),
         "commands recorded": commands["n"],
         "readers linked": linked["n"],
     }
-    for row in rows:
-        result[f"  {row['event']}"] = row["n"]
+    for event, n in by_topic.items():
+        result[f"  {event}"] = n
     return result

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import g, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from ledger.domain.common import Actor
 from ledger.keys import authenticate
+from web.reading import eventlog
 
 #: Paths anyone may read: the spec, the docs, health, problem descriptions.
 PUBLIC_PREFIXES = ("/openapi.json", "/docs", "/healthz", "/problems")
@@ -31,8 +32,7 @@ def load_actor() -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <key> (create one with tongjie keys create)")
-    ledger = current_app.extensions["tongjie.ledger"]
-    with ledger.datastore.get_connection() as conn:
+    with eventlog().connection() as conn:
         key = authenticate(conn, token.strip())
     if key is None:
         raise Unauthorized("this API key is unknown or revoked")

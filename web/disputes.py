@@ -15,14 +15,16 @@ from flask import Response
 from flask.views import MethodView
 from marshmallow import fields, validate
 
+from ledger import commands as c
 from ledger.disputes import evidence as ev
 from ledger.disputes.queries import DEFAULT_LIMIT, MAX_LIMIT, list_disputes, settlement
-from ledger.domain.disputes import Dispute, DisputeKind
-from ledger.domain.errors import NotADisputeParty, UnknownDispute
+from ledger.domain.disputes import DisputeKind
+from ledger.domain.errors import NotADisputeParty
 from ledger.jsonout import to_json
 from web import schemas as s
 from web.auth import actor, scope
-from web.recording import Blueprint, ledger, record
+from web.reading import eventlog
+from web.recording import Blueprint, record
 
 bp = Blueprint("disputes", __name__, url_prefix="/api/v1", description="Disputes between libraries")
 
@@ -63,6 +65,12 @@ class ClaimIn(s.ItemRef):
     returned_at = s.Code(required=True, metadata={"description": "where the reader says"})
     claimed_on = fields.Date(load_default=None)
     statement = fields.String(load_default="", validate=validate.Length(max=4000))
+
+    @ma.post_load
+    def iso_date(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """The command carries the date as the reader named it, ISO 8601."""
+        claimed_on: date | None = data["claimed_on"]
+        return {**data, "claimed_on": claimed_on.isoformat() if claimed_on else None}
 
 
 class ListQuery(s.Strict):
@@ -129,7 +137,7 @@ class Disputes(MethodView):
     def get(self, query: dict[str, Any]):
         """Disputes, newest first (a library's key: those it is a party to)."""
         return list_disputes(
-            ledger(),
+            eventlog(),
             only_open=query["open"],
             library=scope(query["library"]),
             limit=query["limit"],
@@ -139,7 +147,7 @@ class Disputes(MethodView):
     @bp.command(DisputeIn, DisputeOut)
     def post(self, body: dict[str, Any]):
         """Open a dispute about one item against another library (both must have handled it)."""
-        return record(ledger().open_dispute, **body)
+        return record(c.OpenDispute, **body)
 
 
 @bp.route("/disputes/<uuid:dispute_id>/statements")
@@ -147,7 +155,7 @@ class Statements(MethodView):
     @bp.command(StatementIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """A party's statement (never edited: a correction is another statement)."""
-        return record(ledger().add_statement, dispute_id=dispute_id, **body)
+        return record(c.AddStatement, dispute_id=dispute_id, **body)
 
 
 @bp.route("/disputes/<uuid:dispute_id>/attachments")
@@ -155,7 +163,7 @@ class Attachments(MethodView):
     @bp.command(AttachmentIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """Evidence by reference: where the file is, its SHA-256, what it shows."""
-        return record(ledger().add_attachment, dispute_id=dispute_id, **body)
+        return record(c.AddAttachment, dispute_id=dispute_id, **body)
 
 
 @bp.route("/disputes/<uuid:dispute_id>/resolution")
@@ -163,7 +171,7 @@ class Resolution(MethodView):
     @bp.command(ResolutionIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """The administrator's ruling: the liable party, compensation in CNY, reasons."""
-        return record(ledger().resolve_dispute, dispute_id=dispute_id, **body)
+        return record(c.ResolveDispute, dispute_id=dispute_id, **body)
 
 
 @bp.route("/disputes/<uuid:dispute_id>/withdrawal")
@@ -171,7 +179,7 @@ class Withdrawal(MethodView):
     @bp.command(WithdrawalIn, DisputeOut)
     def post(self, body: dict[str, Any], dispute_id: UUID):
         """The opening library withdraws its dispute (the book turned up)."""
-        return record(ledger().withdraw_dispute, dispute_id=dispute_id, **body)
+        return record(c.WithdrawDispute, dispute_id=dispute_id, **body)
 
 
 @bp.route("/return-claims")
@@ -180,12 +188,7 @@ class ReturnClaims(MethodView):
     def post(self, body: dict[str, Any]):
         """A reader says the item on loan was returned at a library; if the loan is still
         open after LEDGER_CLAIM_DAYS, the sweep opens a claimed_returned dispute."""
-        claimed_on: date | None = body.pop("claimed_on")
-        return record(
-            ledger().claim_returned,
-            claimed_on=claimed_on.isoformat() if claimed_on else None,
-            **body,
-        )
+        return record(c.ClaimReturned, **body)
 
 
 def _json(value: dict[str, Any]) -> Response:
@@ -194,14 +197,12 @@ def _json(value: dict[str, Any]) -> Response:
 
 
 def _evidence(dispute_id: UUID) -> dict[str, Any]:
-    app = ledger()
-    dispute = app.load([dispute_id])[dispute_id]
-    if not isinstance(dispute, Dispute):
-        raise UnknownDispute(f"no dispute {dispute_id}", field="dispute_id")
+    log = eventlog()
+    dispute = ev.load_dispute(log, dispute_id)
     own = actor().library
     if own is not None and own not in dispute.parties:
         raise NotADisputeParty(f"{own} is not a party to dispute {dispute_id}")
-    return ev.build(app, dispute_id)
+    return ev.build(log, dispute_id)
 
 
 @bp.route("/disputes/<uuid:dispute_id>/evidence")
@@ -227,5 +228,5 @@ class Settlement(MethodView):
     def get(self, query: dict[str, Any]):
         """Per pair of libraries: items lost in the other's custody, compensation resolved."""
         return _json(
-            settlement(ledger(), query["from_"], query["to"], library=scope(query["library"]))
+            settlement(eventlog(), query["from_"], query["to"], library=scope(query["library"]))
         )

@@ -9,8 +9,8 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from ledger.store import EVENTS_TABLE
 from web.problems import HTTP_CODES, problem
+from web.reading import eventlog
 from web.recording import Blueprint
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,9 @@ class Health(MethodView):
         The read models publish their lag as ``app.extensions["tongjie.lag"]`` (a callable
         answering a dict per projection).
         """
-        ledger = current_app.extensions["tongjie.ledger"]
         lag = current_app.extensions["tongjie.lag"]
         try:
-            with ledger.datastore.get_connection() as conn:
-                row = conn.execute(
-                    f"SELECT coalesce(max(notification_id), 0) AS position FROM {EVENTS_TABLE}"
-                ).fetchone()
+            position = eventlog().head()
             projections = lag()
         except Exception:  # any failure to answer is the same news for a load balancer
             log.exception("health check: the database does not answer")
@@ -55,6 +51,6 @@ class Health(MethodView):
         return {
             "status": "ok",
             "database": "ok",
-            "position": row["position"],
+            "position": position,
             "projections": projections,
         }

@@ -17,7 +17,8 @@ from marshmallow import fields, validate
 from ledger.domain.errors import InvalidInput
 from ledger.integrity.service import Integrity
 from web.auth import actor
-from web.recording import Blueprint, ledger
+from web.reading import eventlog
+from web.recording import Blueprint
 
 bp = Blueprint(
     "integrity",
@@ -31,7 +32,7 @@ PUBLIC = {"security": []}
 def integrity() -> Integrity:
     found = current_app.extensions.get("tongjie.integrity")
     if found is None:
-        found = Integrity(ledger().datastore.get_connection)
+        found = Integrity(eventlog().connection)
         current_app.extensions["tongjie.integrity"] = found
     return found
 

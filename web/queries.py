@@ -24,6 +24,7 @@ from ledger.projections.history import Entry
 from ledger.projections.views import Views
 from web import query_schemas as q
 from web.items import state as item_state
+from web.reading import eventlog
 from web.recording import Blueprint
 
 bp = Blueprint("queries", __name__, url_prefix="/api/v1", description="Read models")
@@ -33,19 +34,23 @@ bp = Blueprint("queries", __name__, url_prefix="/api/v1", description="Read mode
 def _set_up(setup: BlueprintSetupState) -> None:
     app = setup.app
     defaults = Settings.from_env()
-    views = Views(
-        app.extensions["tongjie.ledger"],
-        transit_overdue_days=int(
+    app.extensions["tongjie.views.settings"] = {
+        "transit_overdue_days": int(
             app.config.get("LEDGER_TRANSIT_OVERDUE_DAYS", defaults.transit_overdue_days)
         ),
-        read_wait=float(app.config.get("LEDGER_READ_WAIT", defaults.read_wait)),
-    )
-    app.extensions["tongjie.views"] = views
-    app.extensions["tongjie.lag"] = views.lag  # /healthz shows how far each one lags
+        "read_wait": float(app.config.get("LEDGER_READ_WAIT", defaults.read_wait)),
+    }
+    app.extensions["tongjie.lag"] = lambda: views().lag()  # /healthz shows how far each lags
 
 
 def views() -> Views:
-    return current_app.extensions["tongjie.views"]
+    """The read models over the app's event log, made on first use (an app built only for
+    its spec, without a ledger, never reads)."""
+    found = current_app.extensions.get("tongjie.views")
+    if found is None:
+        found = Views(eventlog(), **current_app.extensions["tongjie.views.settings"])
+        current_app.extensions["tongjie.views"] = found
+    return found
 
 
 def _page(page: Any, key: str, **extra: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 from flask.views import MethodView
 from marshmallow import fields, validate
 
@@ -18,6 +18,7 @@ from ledger.reports.circulation import GROUPINGS, Request, report
 from web import schemas as s
 from web.auth import scope
 from web.queries import views
+from web.reading import eventlog
 from web.recording import Blueprint
 
 bp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Reports")
@@ -47,8 +48,7 @@ def _request(query: dict[str, Any]) -> Request:
 
 
 def _compute(request: Request) -> dict[str, Any]:
-    ledger = current_app.extensions["tongjie.ledger"]
-    with ledger.datastore.get_connection() as conn:
+    with eventlog().connection() as conn:
         return report(conn, request)
 
 

@@ -7,8 +7,8 @@ responsible for it. Then the last library that *provably* held it: the last even
 in which a library's own desk handled the copy (lent it, took it back, packed it,
 unpacked it, found it) — the natural starting point for "who is liable".
 
-Two queries: the dispute (from the writer's cache or one read), then the item's and
-the dispute's streams together, with ``recorded_at`` from the event table.
+Two queries: the dispute's stream (folded into the dispute), then the item's, both
+with ``recorded_at`` and positions from the event log.
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ledger.disputes.streams import Recorded, read_streams
 from ledger.domain.common import CONSORTIUM_TZ
-from ledger.domain.disputes import Dispute, return_claim_id
+from ledger.domain.disputes import Dispute, libraries_named, return_claim_id
 from ledger.domain.errors import UnknownDispute
 from ledger.domain.items import Item, Status
-
-if TYPE_CHECKING:
-    from ledger.application import Circulation
+from ledger.eventlog import EventLog, Recorded, fold
 
 #: Desks that work offline sync at the end of their opening day at the latest; an event
 #: recorded more than a day after it happened missed that sync, so it is flagged as a
@@ -51,38 +48,13 @@ PROOF = {
 }
 
 
-def involved_libraries(app: Circulation, item: UUID) -> frozenset[str]:
+def involved_libraries(log: EventLog, item_id: UUID) -> frozenset[str]:
     """Every library the item's history names: owner, desks, holders, shipment ends, and
     the libraries where readers say they returned it (a claim names a party too)."""
-    stream = read_streams(app, [item])[item]
+    stream = log.streams([item_id])[item_id]
     loans = [r.event.loan_id for r in stream if isinstance(r.event, Item.Borrowed)]
-    claims = read_streams(app, [return_claim_id(loan) for loan in loans]) if loans else {}
-    found = set(_involved(stream))
-    for claim_stream in claims.values():
-        for recorded in claim_stream:
-            found |= {recorded.event.library, recorded.event.returned_at}
-    return frozenset(found)
-
-
-def _involved(stream: list[Recorded]) -> frozenset[str]:
-    found: set[str] = set()
-    for recorded in stream:
-        state = vars(recorded.event)
-        for name in (
-            "library",
-            "owner",
-            "holding",
-            "from_library",
-            "to_library",
-            "borrowed_at_library",
-        ):
-            value = state.get(name)
-            if isinstance(value, str):
-                found.add(value)
-        changes = state.get("changes")
-        if isinstance(changes, dict) and isinstance(changes.get("location"), str):
-            found.add(changes["location"])
-    return frozenset(found)
+    claims = log.streams([return_claim_id(loan) for loan in loans]) if loans else {}
+    return libraries_named((r.event for r in stream), (r.event for c in claims.values() for r in c))
 
 
 @dataclass(frozen=True)
@@ -144,14 +116,23 @@ def _details(event: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
 
 
-def build(app: Circulation, dispute_id: UUID, *, now: datetime | None = None) -> dict[str, Any]:
-    """The evidence file of one dispute, as plain JSON values."""
-    loaded = app.load([dispute_id])[dispute_id]
-    if not isinstance(loaded, Dispute):
+def load_dispute(log: EventLog, dispute_id: UUID) -> Dispute:
+    """The dispute, folded from its stream (``UnknownDispute`` if it is none)."""
+    return _dispute(dispute_id, log.stream(dispute_id))
+
+
+def _dispute(dispute_id: UUID, stream: list[Recorded]) -> Dispute:
+    found = fold(r.event for r in stream)
+    if not isinstance(found, Dispute):
         raise UnknownDispute(f"no dispute {dispute_id}", field="dispute_id")
-    dispute: Dispute = loaded
-    streams = read_streams(app, [dispute.item_id, dispute_id])
-    item_stream, case_stream = streams[dispute.item_id], streams[dispute_id]
+    return found
+
+
+def build(log: EventLog, dispute_id: UUID, *, now: datetime | None = None) -> dict[str, Any]:
+    """The evidence file of one dispute, as plain JSON values."""
+    case_stream = log.stream(dispute_id)
+    dispute = _dispute(dispute_id, case_stream)
+    item_stream = log.streams([dispute.item_id])[dispute.item_id]
     opened = case_stream[0]
 
     timeline: list[dict[str, Any]] = []

@@ -11,17 +11,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
-from ledger.disputes.streams import read_dispute_events, read_losses
 from ledger.domain.common import CONSORTIUM_TZ
 from ledger.domain.disputes import Dispute, DisputeStatus, ReturnClaim
 from ledger.domain.errors import InvalidInput
+from ledger.eventlog import EventLog
 from ledger.projections.paging import check_period
-
-if TYPE_CHECKING:
-    from ledger.application import Circulation
 
 #: A page of the dispute list: a screenful for a person, small enough to stay quick.
 DEFAULT_LIMIT = 100
@@ -36,10 +33,10 @@ class Folded:
     updated_at: dict[UUID, datetime] = field(default_factory=dict)
 
 
-def fold_all(app: Circulation) -> Folded:
+def fold_all(log: EventLog) -> Folded:
     """Every dispute and return claim, as aggregates."""
     out = Folded()
-    for recorded in read_dispute_events(app):
+    for recorded in log.dispute_events():
         event = recorded.event
         key = event.originator_id
         if isinstance(event, ReturnClaim.Recorded):
@@ -74,7 +71,7 @@ def summary(dispute: Dispute, updated_at: datetime | None = None) -> dict[str, A
 
 
 def list_disputes(
-    app: Circulation,
+    log: EventLog,
     *,
     only_open: bool = False,
     library: str | None = None,
@@ -85,7 +82,7 @@ def list_disputes(
     previous page (the log position of the last dispute on it)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit is between 1 and {MAX_LIMIT}", field="limit")
-    folded = fold_all(app)
+    folded = fold_all(log)
     rows = []
     for dispute_id, dispute in folded.disputes.items():
         position = folded.opened_position[dispute_id]
@@ -121,7 +118,7 @@ def _local_day(at: datetime) -> date:
 
 
 def settlement(
-    app: Circulation, start: date, end: date, *, library: str | None = None
+    log: EventLog, start: date, end: date, *, library: str | None = None
 ) -> dict[str, Any]:
     """Per ordered pair of libraries (payer → payee), for days ``start``..``end`` (local):
 
@@ -136,10 +133,10 @@ def settlement(
     )
     losses = [
         r.event
-        for r in read_losses(app)
+        for r in log.losses()
         if start <= _local_day(r.event.occurred_at) <= end and r.event.holding != r.event.owner
     ]
-    items = app.load({event.originator_id for event in losses})
+    items = log.load({event.originator_id for event in losses})
     for event in losses:
         pairs[(event.holding, event.owner)]["items_lost"].append(
             {
@@ -150,7 +147,7 @@ def settlement(
                 "declared_by": event.library,
             }
         )
-    for dispute in fold_all(app).disputes.values():
+    for dispute in fold_all(log).disputes.values():
         resolution = dispute.resolution
         if resolution is None or resolution.liable_library is None:
             continue

@@ -17,6 +17,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.rows import tuple_row
 
+from ledger.eventlog import head
 from ledger.integrity import errors as e
 from ledger.integrity import tables
 from ledger.integrity.checkpoints import (
@@ -164,8 +165,8 @@ class Integrity:
             ).fetchone()
             if row is None:
                 current = tables.tree_size(conn)
-                top = cur.execute("SELECT max(notification_id) FROM circulation_events").fetchone()
-                if top is None or top[0] is None or position > top[0]:
+                top = head(conn)  # 0: no event yet
+                if top == 0 or position > top:
                     raise e.BeyondTreeSize(
                         f"no event has position {position} yet (the ledger holds {current} events)",
                         field="position",

@@ -16,14 +16,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import IsolationLevel
-from psycopg.adapt import Loader
-from psycopg.pq import Format
 from psycopg.rows import tuple_row
 
+from ledger.eventlog import (
+    RAW_EVENTS_SQL,
+    first_stored,
+    neighbour_times,
+    raw_event,
+    raw_event_cursor,
+    versions,
+)
 from ledger.integrity.checkpoints import BadSignature, Checkpoint
 from ledger.integrity.hashing import GENESIS, LAYOUT_VERSION, from_microseconds
 from ledger.integrity.merkle import fold
@@ -35,56 +41,16 @@ BATCH = 5_000
 #: How many leaves on either side a reordered event's content is looked for.
 REORDER_WINDOW = 64
 
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
-_INT8 = struct.Struct(">q")
 _HEAD = struct.Struct(">BQ16sqqI")
 # The leaf prefix 0x00 and the layout version packed in one go, for the hot loop.
 _LEAF_HEAD = struct.Struct(">BBQ16sqqI")
 _LENGTH = struct.Struct(">I")
 
-EVENTS_SQL = (
-    "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state"
-    " FROM circulation_events ORDER BY notification_id"
-)
 CHAIN_SQL = (
     "SELECT leaf_index, notification_id, leaf_hash, chain_hash FROM event_chain ORDER BY leaf_index"
 )
 # In the order appending leaves completes them: by the last leaf covered, then level.
 NODES_SQL = "SELECT level, idx, hash FROM merkle_nodes ORDER BY (idx + 1) << level, level"
-
-
-class _Bytes(Loader):
-    """uuid and text as their raw bytes: exactly what the leaf layout hashes."""
-
-    format = Format.BINARY
-
-    def load(self, data: Any) -> bytes:
-        return bytes(data)
-
-
-class _Micros(Loader):
-    """timestamptz as microseconds since 1970 (PostgreSQL sends them since 2000)."""
-
-    format = Format.BINARY
-
-    def load(self, data: Any) -> int:
-        return _INT8.unpack(data)[0] + _PG_EPOCH_US
-
-
-_C = TypeVar("_C", psycopg.Cursor[Any], psycopg.ServerCursor[Any])
-
-
-def raw_event_cursor(conn: psycopg.Connection[Any], name: str) -> psycopg.ServerCursor[Any]:
-    """A server-side cursor over the events that hands out the leaf layout's raw values."""
-    return _raw_values(conn.cursor(name, binary=True, row_factory=tuple_row))
-
-
-def _raw_values(cur: _C) -> _C:
-    """The cursor loads ids and topics as bytes and times as microseconds: the leaf layout."""
-    cur.adapters.register_loader("uuid", _Bytes)
-    cur.adapters.register_loader("text", _Bytes)
-    cur.adapters.register_loader("timestamptz", _Micros)
-    return cur
 
 
 def stream(cur: psycopg.ServerCursor[Any], sql: str, batch: int = BATCH) -> Iterator[Any]:
@@ -181,7 +147,7 @@ def _verify(
     trusted.sort(key=lambda t: t.checkpoint.tree_size)
     report.checkpoints = len(trusted)
 
-    events = stream(raw_event_cursor(conn, "verify_events"), EVENTS_SQL)
+    events = stream(raw_event_cursor(conn, "verify_events"), RAW_EVENTS_SQL)
     chain = stream(conn.cursor("verify_chain", binary=True, row_factory=tuple_row), CHAIN_SQL)
     nodes = stream(conn.cursor("verify_nodes", binary=True, row_factory=tuple_row), NODES_SQL)
     mismatch, count, stack, stored_nodes = _walk(events, chain, nodes, trusted, progress)
@@ -387,7 +353,7 @@ def _explain(conn: psycopg.Connection[Any], m: Mismatch) -> Mismatch:
     """Say what differs and which item it is, reading only around the bad event."""
     if m.position is None:
         return m
-    row = _event(conn, m.position)
+    row = raw_event(conn, m.position)
     if row is None:
         return m
     oid = row[1]
@@ -397,26 +363,12 @@ def _explain(conn: psycopg.Connection[Any], m: Mismatch) -> Mismatch:
     return m
 
 
-def _event(conn: psycopg.Connection[Any], position: int) -> tuple[Any, ...] | None:
-    cur = _raw_values(conn.cursor(row_factory=tuple_row, binary=True))
-    return cur.execute(
-        "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state"
-        " FROM circulation_events WHERE notification_id = %s",
-        (position,),
-    ).fetchone()
-
-
 def _item(conn: psycopg.Connection[Any], oid: bytes) -> str:
     """owner/barcode for an item's event; otherwise the aggregate's kind and id."""
     from uuid import UUID
 
     originator = UUID(bytes=oid)
-    with conn.cursor(row_factory=tuple_row) as cur:
-        first = cur.execute(
-            "SELECT topic, state FROM circulation_events"
-            " WHERE originator_id = %s ORDER BY originator_version LIMIT 1",
-            (originator,),
-        ).fetchone()
+    first = first_stored(conn, originator)
     if first is None:
         return f"aggregate {originator}"
     topic, state = first
@@ -456,28 +408,14 @@ def _content_difference(conn: psycopg.Connection[Any], m: Mismatch, row: tuple[A
                 " were reordered or renumbered"
             )
     clues = []
-    with conn.cursor(row_factory=tuple_row) as cur:
-        times = cur.execute(
-            "SELECT (SELECT recorded_at FROM circulation_events WHERE notification_id < %(n)s"
-            "        ORDER BY notification_id DESC LIMIT 1),"
-            "       (SELECT recorded_at FROM circulation_events WHERE notification_id > %(n)s"
-            "        ORDER BY notification_id LIMIT 1)",
-            {"n": nid},
-        ).fetchone()
-        versions = [
-            v
-            for (v,) in cur.execute(
-                "SELECT originator_version FROM circulation_events WHERE originator_id = %s"
-                " ORDER BY originator_version",
-                (_uuid(oid),),
-            ).fetchall()
-        ]
+    times = neighbour_times(conn, nid)
+    stored_versions = versions(conn, _uuid(oid))
     moment = from_microseconds(micros)
     before, after = times if times else (None, None)
     if (before is not None and moment < before) or (after is not None and moment > after):
         clues.append(f"recorded_at ({moment.isoformat()}) is out of order with its neighbours")
-    if versions != list(range(1, len(versions) + 1)):
-        clues.append(f"the aggregate's versions are {versions[:8]}…, not 1, 2, 3, …")
+    if stored_versions != list(range(1, len(stored_versions) + 1)):
+        clues.append(f"the aggregate's versions are {stored_versions[:8]}…, not 1, 2, 3, …")
     try:
         json.loads(state)
     except ValueError:

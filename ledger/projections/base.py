@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ledger.projections.records import Record
+from ledger.eventlog import Record
 
 Key = Any  # a scalar for one-column primary keys, else a tuple in key-column order
 

@@ -25,8 +25,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from ledger.eventlog import Record
 from ledger.projections.base import Projection, Rows, Table
-from ledger.projections.records import Record
 
 NAME = "circulation_report"
 FACTS = "report_facts"

@@ -20,13 +20,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-
 from ledger.domain.common import item_id
 from ledger.domain.errors import UnknownItem
 from ledger.domain.items import Item
-from ledger.projections.records import short_topic
-from ledger.store import EVENTS_TABLE
+from ledger.eventlog import EventLog, short_topic
 
 Basis = Literal["occurred", "recorded"]
 #: Envelope fields every event carries; the rest are the event's own details.
@@ -72,40 +69,28 @@ class AsOf:
     message: str
 
 
-def history(app: Any, owner: str, barcode: str) -> History:
+def history(log: EventLog, owner: str, barcode: str) -> History:
     """Every event of the item, oldest first, each with the state after it."""
     aggregate_id = item_id(owner, barcode)
-    with app.datastore.get_connection() as conn:
-        rows = conn.execute(
-            "SELECT originator_version, topic, state, notification_id, recorded_at"
-            f" FROM {EVENTS_TABLE} WHERE originator_id = %s ORDER BY originator_version",
-            (aggregate_id,),
-        ).fetchall()
-    if not rows:
+    stream = log.stream(aggregate_id)
+    if not stream:
         raise UnknownItem(f"no item {barcode} owned by {owner}", field="barcode")
     entries: list[Entry] = []
     item: Any = None
     effective: datetime | None = None
-    for row in rows:
-        event = app.mapper.to_domain_event(
-            StoredEvent(
-                originator_id=aggregate_id,
-                originator_version=row["originator_version"],
-                topic=row["topic"],
-                state=bytes(row["state"]),
-            )
-        )
+    for recorded in stream:
+        event = recorded.event
         item = event.mutate(item)
         values = vars(event)
         effective = max(event.occurred_at, effective) if effective else event.occurred_at
         entries.append(
             Entry(
-                version=row["originator_version"],
-                position=row["notification_id"],
-                event=short_topic(row["topic"]),
+                version=event.originator_version,
+                position=recorded.position,
+                event=short_topic(recorded.topic),
                 occurred_at=event.occurred_at,
                 effective_at=effective,
-                recorded_at=row["recorded_at"],
+                recorded_at=recorded.recorded_at,
                 library=event.library,
                 recorded_by=event.recorded_by,
                 command_id=event.command_id,
@@ -118,13 +103,13 @@ def history(app: Any, owner: str, barcode: str) -> History:
     return History(aggregate_id, owner, barcode, entries)
 
 
-def as_of(app: Any, owner: str, barcode: str, at: datetime, basis: Basis = "occurred") -> AsOf:
+def as_of(log: EventLog, owner: str, barcode: str, at: datetime, basis: Basis = "occurred") -> AsOf:
     """The item's state at instant ``at``: after the last event in force then."""
     if at.tzinfo is None:
         from ledger.domain.errors import InvalidInput
 
         raise InvalidInput("as_of needs a time zone offset", field="as_of")
-    full = history(app, owner, barcode)
+    full = history(log, owner, barcode)
     in_force = [
         e for e in full.entries if (e.effective_at if basis == "occurred" else e.recorded_at) <= at
     ]

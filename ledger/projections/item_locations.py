@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from ledger.eventlog import Record
 from ledger.projections.base import Projection, Rows, Table
 from ledger.projections.paging import dict_rows
-from ledger.projections.records import Record
 
 NAME = "item_locations"
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from ledger.eventlog import Record
 from ledger.projections.base import Projection, Rows, Table
 from ledger.projections.paging import dict_rows
-from ledger.projections.records import Record
 
 NAME = "library_balances"
 PAIRS = "library_balance_pairs"

@@ -22,10 +22,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from ledger.eventlog import Record, read_page, to_records
 from ledger.projections import REGISTRY
 from ledger.projections import tracking as t
 from ledger.projections.base import Key, Projection, Table
-from ledger.projections.records import Record, read_page, to_records
 from ledger.store import EVENTS_TABLE
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from ledger.store import EVENTS_TABLE
+from ledger.eventlog import head  # the log's head, beside the positions that chase it (t.head)
 
 TABLE = "projection_tracking"
 #: Notified (in the committing transaction) whenever a projection advances.
@@ -29,13 +29,6 @@ def positions(conn: psycopg.Connection[Any], names: Iterable[str] | None = None)
             f"SELECT name, position FROM {TABLE} WHERE name = ANY(%s)", (list(names),)
         ).fetchall()
     return {_get(row, 0, "name"): _get(row, 1, "position") for row in rows}
-
-
-def head(conn: psycopg.Connection[Any]) -> int:
-    """The highest notification id committed so far (0 for an empty log)."""
-    row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()
-    assert row is not None
-    return int(_get(row, 0, "coalesce"))
 
 
 def ensure(conn: psycopg.Connection[Any], names: Iterable[str]) -> None:

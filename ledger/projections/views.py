@@ -19,6 +19,7 @@ from ledger.domain.errors import (
     ProjectionBehind,
     UnknownLibrary,
 )
+from ledger.eventlog import EventLog
 from ledger.projections import REGISTRY, current_loans, custody, history
 from ledger.projections import item_locations as locations
 from ledger.projections import library_balances as balances
@@ -28,15 +29,17 @@ from ledger.projections import transits as shipments
 
 
 class Views:
-    def __init__(self, ledger: Any, *, transit_overdue_days: int = 7, read_wait: float = 5.0):
-        self.ledger = ledger
+    def __init__(
+        self, log: EventLog, *, transit_overdue_days: int = 7, read_wait: float = 5.0
+    ) -> None:
+        self.log = log
         self.transit_overdue_days = transit_overdue_days
         self.read_wait = read_wait
 
     @contextmanager
     def _conn(self, names: Sequence[str], after: int | None) -> Iterator[tuple[Any, int]]:
         """A connection, once the projections have folded ``after``; and their position."""
-        with self.ledger.datastore.get_connection() as conn:
+        with self.log.connection() as conn:
             if after:
                 self._wait(conn, names, after)
             reached = t.positions(conn, names)
@@ -163,15 +166,15 @@ class Views:
     # ------------------------------------------------------- from the streams
 
     def history(self, owner: str, barcode: str) -> history.History:
-        return history.history(self.ledger, owner, barcode)
+        return history.history(self.log, owner, barcode)
 
     def as_of(
         self, owner: str, barcode: str, at: datetime, basis: history.Basis = "occurred"
     ) -> history.AsOf:
-        return history.as_of(self.ledger, owner, barcode, at, basis)
+        return history.as_of(self.log, owner, barcode, at, basis)
 
     # -------------------------------------------------------------- operations
 
     def lag(self) -> dict[str, dict[str, Any]]:
-        with self.ledger.datastore.get_connection() as conn:
+        with self.log.connection() as conn:
             return t.lag(conn, list(REGISTRY))

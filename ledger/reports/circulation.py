@@ -12,13 +12,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 
 from ledger.domain.errors import InvalidInput, ProjectionBehind
+from ledger.eventlog import position_at
 from ledger.projections import tracking
 from ledger.projections.circulation_report import NAME
 from ledger.projections.paging import check_period
-from ledger.store import EVENTS_TABLE
 
 GROUPINGS = ("library", "region", "month", "flow")
 
@@ -155,20 +155,6 @@ _KEYS = {
     "month": ("to_char({day}, 'YYYY-MM')", ""),
     "total": ("'total'", ""),
 }
-
-
-def position_at(conn: psycopg.Connection[Any], instant: datetime) -> int:
-    """The last log position recorded by ``instant`` (recorded_at grows with the position)."""
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            f"SELECT notification_id FROM {EVENTS_TABLE} WHERE recorded_at <= %s"
-            " ORDER BY notification_id DESC LIMIT 1",
-            (instant,),
-        )
-        .fetchone()
-    )
-    return int(row[0]) if row else 0
 
 
 def report(
