@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 from stdnum.cn import ric
 
 from benchmarks._db import scratch_database
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.domain.common import Actor, library_id
 from ledger.domain.identity import IdentityHasher
@@ -93,10 +94,16 @@ def ledger_rate(dsn: str, callers: int, seconds: float, group_commit: bool, tag:
         def work(i: int, keep_going: Callable[[], bool]) -> int:
             n = 0
             while keep_going():
-                app.borrow(
-                    owner=HOME, barcode=barcodes[i], library=HOME, reader_id=readers[i], actor=home
+                app.execute(
+                    c.Borrow(
+                        owner=HOME,
+                        barcode=barcodes[i],
+                        library=HOME,
+                        reader_id=readers[i],
+                        actor=home,
+                    )
                 )
-                app.return_item(owner=HOME, barcode=barcodes[i], library=HOME, actor=home)
+                app.execute(c.Return(owner=HOME, barcode=barcodes[i], library=HOME, actor=home))
                 n += 2
             return n
 
@@ -109,25 +116,29 @@ def _prepare(app: Circulation, callers: int, tag: str, home: Actor) -> tuple[lis
     """The libraries (once per database), one reader and one item per caller."""
     for code in (HOME, AWAY):
         if app.load([library_id(code)])[library_id(code)] is None:
-            app.join_library(
-                code=code,
-                name=code,
-                region="sichuan",
-                level="county",
-                policy={"return_mode": "float"},
-                actor=ADMIN,
+            app.execute(
+                c.JoinLibrary(
+                    code=code,
+                    name=code,
+                    region="sichuan",
+                    level="county",
+                    policy={"return_mode": "float"},
+                    actor=ADMIN,
+                )
             )
     readers = [
         UUID(
-            app.register_reader(
-                document="resident_id", number=_number(i), home_library=HOME, actor=home
+            app.execute(
+                c.RegisterReader(
+                    document="resident_id", number=_number(i), library=HOME, actor=home
+                )
             ).outcome["reader_id"]
         )
         for i in range(callers)
     ]
     barcodes = [f"{tag}-{i}" for i in range(callers)]
     for barcode in barcodes:
-        app.register_item(owner=HOME, barcode=barcode, actor=home)
+        app.execute(c.RegisterItem(owner=HOME, barcode=barcode, actor=home))
     return readers, barcodes
 
 

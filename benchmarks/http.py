@@ -40,6 +40,7 @@ from multiprocessing import get_context
 
 from benchmarks._db import scratch_database
 from benchmarks.commands import HOME, _prepare, ledger_rate, run_callers
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.domain.common import Actor
 from ledger.domain.identity import IdentityHasher
@@ -303,7 +304,7 @@ def main() -> None:
             readers, barcodes = _prepare(app, args.callers, "http", home)
             items = [f"get-{n}" for n in range(GET_ITEMS)]
             for barcode in items:
-                app.register_item(owner=HOME, barcode=barcode, actor=home)
+                app.execute(c.RegisterItem(owner=HOME, barcode=barcode, actor=home))
         finally:
             app.close()
         with connect(dsn, autocommit=True) as conn:

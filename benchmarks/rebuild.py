@@ -48,6 +48,7 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from psycopg import sql
 
 from benchmarks._db import scratch_database
+from ledger import commands as c
 from ledger.projections import REGISTRY
 from ledger.projections import tracking as t
 from ledger.replay import pages
@@ -270,8 +271,8 @@ def lag(dsn: str, rate: float, seconds: float) -> dict[str, float]:
         from stdnum.cn import ric
 
         number = body + ric.calc_check_digit(body + "0")
-        result = app.register_reader(
-            document="resident_id", number=number, home_library=library, actor=desk
+        result = app.execute(
+            c.RegisterReader(document="resident_id", number=number, library=library, actor=desk)
         )
         readers.append(UUID(result.outcome["reader_id"]))
     names = list(NAMES)
@@ -304,18 +305,20 @@ def lag(dsn: str, rate: float, seconds: float) -> dict[str, float]:
             barcode = f"LAG-{index}-{n // 3}"
             step = n % 3
             if step == 0:
-                result = app.register_item(owner=library, barcode=barcode, actor=desk)
+                result = app.execute(c.RegisterItem(owner=library, barcode=barcode, actor=desk))
             elif step == 1:
-                result = app.borrow(
-                    owner=library,
-                    barcode=barcode,
-                    library=library,
-                    reader_id=readers[index],
-                    actor=desk,
+                result = app.execute(
+                    c.Borrow(
+                        owner=library,
+                        barcode=barcode,
+                        library=library,
+                        reader_id=readers[index],
+                        actor=desk,
+                    )
                 )
             else:
-                result = app.return_item(
-                    owner=library, barcode=barcode, library=library, actor=desk
+                result = app.execute(
+                    c.Return(owner=library, barcode=barcode, library=library, actor=desk)
                 )
             n += 1
             done.append((time.perf_counter(), max(result.notification_ids)))

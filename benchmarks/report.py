@@ -23,10 +23,12 @@ from uuid import UUID
 import psycopg
 
 from benchmarks._db import scratch_database
+from ledger import commands as c
 from ledger.demo.bulk import generate
 from ledger.disputes.evidence import build, render_html
 from ledger.domain.common import Actor
 from ledger.domain.identity import IdentityHasher
+from ledger.eventlog import EventLog
 from ledger.progress import bar
 from ledger.projections import tracking
 from ledger.projections.circulation_report import PROJECTION
@@ -53,30 +55,42 @@ def evidence_item(dsn: str, item_events: int) -> tuple[object, int]:
 
     app = Circulation(eventsourcing_env(dsn, pool_size=2), hasher=IdentityHasher(b"k" * 32))
     home, away = Actor("key:home", HOME), Actor("key:away", AWAY)
-    app.register_item(owner=HOME, barcode="EVIDENCE-1", actor=home)
+    app.execute(c.RegisterItem(owner=HOME, barcode="EVIDENCE-1", actor=home))
     reader = UUID(
-        app.register_reader(
-            document="resident_id", number="11010519491231002X", home_library=HOME, actor=home
+        app.execute(
+            c.RegisterReader(
+                document="resident_id", number="11010519491231002X", library=HOME, actor=home
+            )
         ).outcome["reader_id"]
     )
     with bar(item_events, "evidence item", unit="ev") as progress:
         while (item := app.get_item(HOME, "EVIDENCE-1")) is not None and item.version < (
             item_events
         ):
-            app.borrow(owner=HOME, barcode="EVIDENCE-1", library=HOME, reader_id=reader, actor=home)
-            app.return_item(owner=HOME, barcode="EVIDENCE-1", library=HOME, actor=home)
+            app.execute(
+                c.Borrow(
+                    owner=HOME, barcode="EVIDENCE-1", library=HOME, reader_id=reader, actor=home
+                )
+            )
+            app.execute(c.Return(owner=HOME, barcode="EVIDENCE-1", library=HOME, actor=home))
             progress.update(2)
-    app.borrow(owner=HOME, barcode="EVIDENCE-1", library=HOME, reader_id=reader, actor=home)
-    app.return_item(owner=HOME, barcode="EVIDENCE-1", library=AWAY, actor=away)
-    app.dispatch(owner=HOME, barcode="EVIDENCE-1", from_library=AWAY, to_library=HOME, actor=away)
-    dispute = app.open_dispute(
-        owner=HOME,
-        barcode="EVIDENCE-1",
-        kind="not_received",
-        other_party=AWAY,
-        statement="never arrived",
-        library=HOME,
-        actor=home,
+    app.execute(
+        c.Borrow(owner=HOME, barcode="EVIDENCE-1", library=HOME, reader_id=reader, actor=home)
+    )
+    app.execute(c.Return(owner=HOME, barcode="EVIDENCE-1", library=AWAY, actor=away))
+    app.execute(
+        c.Dispatch(owner=HOME, barcode="EVIDENCE-1", library=AWAY, to_library=HOME, actor=away)
+    )
+    dispute = app.execute(
+        c.OpenDispute(
+            owner=HOME,
+            barcode="EVIDENCE-1",
+            kind="not_received",
+            other_party=AWAY,
+            statement="never arrived",
+            library=HOME,
+            actor=home,
+        )
     ).outcome["dispute_id"]
     dispute = UUID(dispute)
     events = app.get_item(HOME, "EVIDENCE-1").version  # type: ignore[union-attr]
@@ -127,11 +141,12 @@ def main() -> None:
 
         (app, dispute), events = evidence_item(dsn, args.item_events)
         try:
-            build(app, dispute)  # warm: connection, prepared statement, template
+            log = EventLog(app.pool)
+            build(log, dispute)  # warm: connection, prepared statement, template
             timings = []
             for _ in range(7):
                 t0 = time.perf_counter()
-                file = build(app, dispute)
+                file = build(log, dispute)
                 timings.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             render_html(file)

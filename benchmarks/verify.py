@@ -33,15 +33,16 @@ from hashlib import sha256
 from typing import Any
 
 import psycopg
+from ledger.recorder import LedgerRecorder
 from psycopg import IsolationLevel
 
 import ledger.demo.bulk as bulk
 from benchmarks._db import scratch_database
 from benchmarks.commands import ledger_rate
+from ledger.eventlog import RAW_EVENTS_SQL, raw_event_cursor
 from ledger.integrity.checkpoints import private_key
 from ledger.integrity.service import Integrity, dsn_connect
-from ledger.integrity.verify import EVENTS_SQL, raw_event_cursor, stream, verify_store
-from ledger.recorder import LedgerRecorder
+from ledger.integrity.verify import stream, verify_store
 
 
 def floor(dsn: str) -> tuple[int, float]:
@@ -54,7 +55,7 @@ def floor(dsn: str) -> tuple[int, float]:
         conn.read_only = True
         with conn.transaction():
             for _nid, oid, _version, _micros, topic, state in stream(
-                raw_event_cursor(conn, "floor"), EVENTS_SQL
+                raw_event_cursor(conn, "floor"), RAW_EVENTS_SQL
             ):
                 sha256(b"".join((oid, topic, state))).digest()
                 n += 1

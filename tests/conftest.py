@@ -20,11 +20,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger.application import Circulation
-from ledger.domain.common import Actor
 from ledger.domain.identity import IdentityHasher
 from ledger.store import eventsourcing_env, migrate
+from tests.helpers import ADMIN, IDENTITY_KEY
 
-ADMIN = Actor(principal="admin:test")
+__all__ = ["ADMIN", "IDENTITY_KEY", "open_ledger"]
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +79,6 @@ def dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
-
-
-IDENTITY_KEY = bytes(range(32))
 
 
 def open_ledger(dsn: str, *, group_commit: bool = True, loan_limit: int = 5) -> Circulation:

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.cli import main
 from ledger.integrity.checkpoints import (
@@ -270,7 +271,9 @@ def test_a_receipt_from_another_ledger_is_recognised(
     other: Circulation = open_ledger(other_ledger_dsn)
     try:
         join_all(other, [CHENGDU])
-        foreign = other.register_item(owner=CHENGDU, barcode="F1", actor=desk(CHENGDU)).receipt
+        foreign = other.execute(
+            c.RegisterItem(owner=CHENGDU, barcode="F1", actor=desk(CHENGDU))
+        ).receipt
     finally:
         other.close()
     answer = register(api, "F1")

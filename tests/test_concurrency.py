@@ -9,7 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from ledger.application import Circulation, Result
+from ledger import commands as c
+from ledger.application import Circulation
 from ledger.domain.common import item_id
 from ledger.domain.errors import (
     ConcurrencyConflict,
@@ -19,6 +20,7 @@ from ledger.domain.errors import (
 )
 from ledger.domain.items import Item, Status
 from ledger.domain.readers import Reader
+from ledger.write import Result
 from tests.conftest import open_ledger
 from tests.helpers import (
     CHENGDU,
@@ -28,6 +30,7 @@ from tests.helpers import (
     join_all,
     register_item,
     register_reader,
+    stream,
     topics,
 )
 
@@ -91,12 +94,14 @@ def test_sixteen_readers_one_item(ledger: Circulation, dsn: str) -> None:
     events = count_events(dsn)
     answers = race(
         THREADS,
-        lambda i: ledger.borrow(
-            owner=CHENGDU,
-            barcode="B1",
-            library=CHENGDU,
-            reader_id=readers[i],
-            actor=desk(CHENGDU),
+        lambda i: ledger.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode="B1",
+                library=CHENGDU,
+                reader_id=readers[i],
+                actor=desk(CHENGDU),
+            )
         ),
     )
     wins, losses = split(answers)
@@ -118,12 +123,14 @@ def test_two_processes_one_item(dsn: str, group_commit: bool) -> None:
         events = count_events(dsn)
         answers = race(
             THREADS,
-            lambda i: apps[i % 2].borrow(
-                owner=CHENGDU,
-                barcode="B1",
-                library=CHENGDU,
-                reader_id=readers[i],
-                actor=desk(CHENGDU),
+            lambda i: apps[i % 2].execute(
+                c.Borrow(
+                    owner=CHENGDU,
+                    barcode="B1",
+                    library=CHENGDU,
+                    reader_id=readers[i],
+                    actor=desk(CHENGDU),
+                )
             ),
         )
         wins, losses = split(answers)
@@ -149,10 +156,12 @@ def test_a_cached_state_sees_what_another_instance_recorded_since(
     try:
         readers = _consortium(a, 2)
         home = desk(CHENGDU)
-        b.borrow(owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[0], actor=home)
-        a.return_item(owner=CHENGDU, barcode="B1", library=CHENGDU, actor=home)
-        again = b.borrow(
-            owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[1], actor=home
+        b.execute(
+            c.Borrow(owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[0], actor=home)
+        )
+        a.execute(c.Return(owner=CHENGDU, barcode="B1", library=CHENGDU, actor=home))
+        again = b.execute(
+            c.Borrow(owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[1], actor=home)
         )
         assert again.outcome["reader_id"] == str(readers[1])
         first = b.load([readers[0]])[readers[0]]
@@ -171,12 +180,14 @@ def test_two_processes_repeated_races(dsn: str, group_commit: bool) -> None:
         for round_ in range(5):
             answers = race(
                 4,
-                lambda i: apps[i % 2].borrow(
-                    owner=CHENGDU,
-                    barcode="B1",
-                    library=CHENGDU,
-                    reader_id=readers[i],
-                    actor=desk(CHENGDU),
+                lambda i: apps[i % 2].execute(
+                    c.Borrow(
+                        owner=CHENGDU,
+                        barcode="B1",
+                        library=CHENGDU,
+                        reader_id=readers[i],
+                        actor=desk(CHENGDU),
+                    )
                 ),
             )
             wins, losses = split(answers)
@@ -187,8 +198,8 @@ def test_two_processes_repeated_races(dsn: str, group_commit: bool) -> None:
             # Two desks scan the same return at once: exactly one return is recorded.
             returns = race(
                 2,
-                lambda i: apps[i].return_item(
-                    owner=CHENGDU, barcode="B1", library=CHENGDU, actor=desk(CHENGDU)
+                lambda i: apps[i].execute(
+                    c.Return(owner=CHENGDU, barcode="B1", library=CHENGDU, actor=desk(CHENGDU))
                 ),
             )
             won, lost = split(returns)
@@ -215,12 +226,14 @@ def test_one_reader_many_desks_stays_under_the_limit(ledger: Circulation, dsn: s
     def borrow_with_retries(i: int) -> Result:
         for _ in range(50):
             try:
-                return ledger.borrow(
-                    owner=places[i],
-                    barcode=f"B{i}",
-                    library=places[i],
-                    reader_id=reader_id,
-                    actor=desk(places[i]),
+                return ledger.execute(
+                    c.Borrow(
+                        owner=places[i],
+                        barcode=f"B{i}",
+                        library=places[i],
+                        reader_id=reader_id,
+                        actor=desk(places[i]),
+                    )
                 )
             except ConcurrencyConflict:
                 continue
@@ -255,25 +268,29 @@ def _index(result: Result, places: list[str]) -> int:
 def test_racing_return_and_declare_lost(ledger: Circulation, dsn: str) -> None:
     """A return and a loss report for the same loan: the loan ends exactly once."""
     readers = _consortium(ledger, 1)
-    ledger.borrow(
-        owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[0], actor=desk(CHENGDU)
+    ledger.execute(
+        c.Borrow(
+            owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=readers[0], actor=desk(CHENGDU)
+        )
     )
     actions: list[Callable[[], Any]] = [
-        lambda: ledger.return_item(
-            owner=CHENGDU, barcode="B1", library=YUZHONG, actor=desk(YUZHONG)
+        lambda: ledger.execute(
+            c.Return(owner=CHENGDU, barcode="B1", library=YUZHONG, actor=desk(YUZHONG))
         ),
-        lambda: ledger.declare_lost(
-            owner=CHENGDU,
-            barcode="B1",
-            reason="reader says so",
-            library=CHENGDU,
-            actor=desk(CHENGDU),
+        lambda: ledger.execute(
+            c.DeclareLost(
+                owner=CHENGDU,
+                barcode="B1",
+                reason="reader says so",
+                library=CHENGDU,
+                actor=desk(CHENGDU),
+            )
         ),
     ]
     answers = race(2, lambda i: actions[i]())
     wins, _ = split(answers)
     assert wins, answers  # the return, or the loss, or both (lost after being returned)
-    history = list(ledger.events.get(item_id(CHENGDU, "B1")))
+    history = stream(ledger, item_id(CHENGDU, "B1"))
     endings = [
         e
         for e in history

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from ledger import commands as c
 from ledger.keys import create_key
 from tests.conftest import open_ledger
 from tests.helpers import CHENGDU, JINJIANG, YUZHONG, desk, join_all, now, register_item
@@ -22,15 +23,19 @@ def api(dsn: str) -> Iterator[Any]:
     join_all(ledger)
     register_item(ledger, CHENGDU, "W1")
     rid = reader(ledger, 3)
-    ledger.borrow(owner=CHENGDU, barcode="W1", library=CHENGDU, reader_id=rid, actor=desk(CHENGDU))
-    ledger.return_item(owner=CHENGDU, barcode="W1", library=YUZHONG, actor=desk(YUZHONG))
-    ledger.dispatch(
-        owner=CHENGDU,
-        barcode="W1",
-        from_library=YUZHONG,
-        to_library=CHENGDU,
-        actor=desk(YUZHONG),
-        occurred_at=now() - timedelta(minutes=5),
+    ledger.execute(
+        c.Borrow(owner=CHENGDU, barcode="W1", library=CHENGDU, reader_id=rid, actor=desk(CHENGDU))
+    )
+    ledger.execute(c.Return(owner=CHENGDU, barcode="W1", library=YUZHONG, actor=desk(YUZHONG)))
+    ledger.execute(
+        c.Dispatch(
+            owner=CHENGDU,
+            barcode="W1",
+            library=YUZHONG,
+            to_library=CHENGDU,
+            actor=desk(YUZHONG),
+            occurred_at=now() - timedelta(minutes=5),
+        )
     )
     tokens = {}
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.domain.common import item_id
 from ledger.domain.errors import ItemNotAvailable, ReaderBlocked, UnknownReader
@@ -65,8 +66,10 @@ def _events_snapshot(dsn: str) -> list[tuple]:
 )
 def test_history_cannot_be_edited(app: Circulation, dsn: str, statement: str) -> None:
     register_item(app, CHENGDU, "B1")
-    app.dispatch(
-        owner=CHENGDU, barcode="B1", from_library=CHENGDU, to_library=YUZHONG, actor=desk(CHENGDU)
+    app.execute(
+        c.Dispatch(
+            owner=CHENGDU, barcode="B1", library=CHENGDU, to_library=YUZHONG, actor=desk(CHENGDU)
+        )
     )
     before = _events_snapshot(dsn)
     assert len(before) >= 6
@@ -112,17 +115,21 @@ def test_application_role_may_only_read_and_append(app: Circulation, dsn: str) -
 
 
 def test_command_log_row_holds_the_notification_ids(app: Circulation, dsn: str) -> None:
-    reader = app.register_reader(
-        document="resident_id", number=identity_number(1), home_library=CHENGDU, actor=desk(CHENGDU)
+    reader = app.execute(
+        c.RegisterReader(
+            document="resident_id", number=identity_number(1), library=CHENGDU, actor=desk(CHENGDU)
+        )
     )
     register_item(app, CHENGDU, "B1")
-    result = app.borrow(
-        owner=CHENGDU,
-        barcode="B1",
-        library=CHENGDU,
-        reader_id=UUID(reader.outcome["reader_id"]),
-        actor=desk(CHENGDU),
-        command_id="log-me",
+    result = app.execute(
+        c.Borrow(
+            owner=CHENGDU,
+            barcode="B1",
+            library=CHENGDU,
+            reader_id=UUID(reader.outcome["reader_id"]),
+            actor=desk(CHENGDU),
+            command_id="log-me",
+        )
     )
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -156,13 +163,15 @@ def test_a_failing_command_writes_no_command_log_row(app: Circulation, dsn: str)
     register_item(app, CHENGDU, "B1")
     events, log = count_events(dsn), count_rows(dsn, "command_log")
     with pytest.raises(ItemNotAvailable):
-        app.dispatch(
-            owner=CHENGDU,
-            barcode="B1",
-            from_library=YUZHONG,
-            to_library=CHENGDU,
-            actor=desk(YUZHONG),
-            command_id="doomed",
+        app.execute(
+            c.Dispatch(
+                owner=CHENGDU,
+                barcode="B1",
+                library=YUZHONG,
+                to_library=CHENGDU,
+                actor=desk(YUZHONG),
+                command_id="doomed",
+            )
         )
     assert (count_events(dsn), count_rows(dsn, "command_log")) == (events, log)
     with psycopg.connect(dsn) as conn:
@@ -170,13 +179,15 @@ def test_a_failing_command_writes_no_command_log_row(app: Circulation, dsn: str)
             conn.execute("SELECT 1 FROM command_log WHERE command_id = 'doomed'").fetchone() is None
         )
     # The key is still free: a corrected command may use it.
-    ok = app.dispatch(
-        owner=CHENGDU,
-        barcode="B1",
-        from_library=CHENGDU,
-        to_library=YUZHONG,
-        actor=desk(CHENGDU),
-        command_id="doomed",
+    ok = app.execute(
+        c.Dispatch(
+            owner=CHENGDU,
+            barcode="B1",
+            library=CHENGDU,
+            to_library=YUZHONG,
+            actor=desk(CHENGDU),
+            command_id="doomed",
+        )
     )
     assert not ok.replayed
     assert count_rows(dsn, "command_log") == log + 1
@@ -186,8 +197,8 @@ def test_a_failing_command_writes_no_command_log_row(app: Circulation, dsn: str)
 
 
 def _register(app: Circulation, number: str, home: str = CHENGDU) -> UUID:
-    result = app.register_reader(
-        document="resident_id", number=number, home_library=home, actor=desk(home)
+    result = app.execute(
+        c.RegisterReader(document="resident_id", number=number, library=home, actor=desk(home))
     )
     return UUID(result.outcome["reader_id"])
 
@@ -216,19 +227,27 @@ def test_forget_reader(app: Circulation, dsn: str) -> None:
     reader_id = _register(app, number)
     register_item(app, CHENGDU, "B1")
     register_item(app, CHENGDU, "B2")
-    app.borrow(
-        owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=reader_id, actor=desk(CHENGDU)
+    app.execute(
+        c.Borrow(
+            owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=reader_id, actor=desk(CHENGDU)
+        )
     )
-    app.return_item(owner=CHENGDU, barcode="B1", library=CHENGDU, actor=desk(CHENGDU))
+    app.execute(c.Return(owner=CHENGDU, barcode="B1", library=CHENGDU, actor=desk(CHENGDU)))
     history_before = stream(app, reader_id)
     item_history_before = stream(app, item_id(CHENGDU, "B1"))
     # Only the administrator honours a deletion request.
     with pytest.raises(Exception) as caught:
-        app.forget_reader(number=number, library=CHENGDU, actor=desk(CHENGDU))
+        app.execute(
+            c.ForgetReader(reader=c.ReaderCard(number), library=CHENGDU, actor=desk(CHENGDU))
+        )
     assert type(caught.value).__name__ == "NotPermitted"
     assert count_rows(dsn, "reader_identities") == 1
 
-    result = app.forget_reader(number=number, library=CHENGDU, actor=ADMIN, command_id="gdpr-1")
+    result = app.execute(
+        c.ForgetReader(
+            reader=c.ReaderCard(number), library=CHENGDU, actor=ADMIN, command_id="gdpr-1"
+        )
+    )
     assert result.outcome == {"reader_id": str(reader_id), "forgotten": True}
     assert count_rows(dsn, "reader_identities") == 0
     history = stream(app, reader_id)
@@ -253,17 +272,25 @@ def test_forget_reader(app: Circulation, dsn: str) -> None:
         app.find_reader(number)
     assert number not in unknown.value.message
     with pytest.raises(UnknownReader):
-        app.borrow(
-            owner=CHENGDU,
-            barcode="B2",
-            library=CHENGDU,
-            reader_number=number,
-            actor=desk(CHENGDU),
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode="B2",
+                library=CHENGDU,
+                reader=c.ReaderCard(number),
+                actor=desk(CHENGDU),
+            )
         )
     # The forgotten record cannot borrow under its old id either.
     with pytest.raises(ReaderBlocked):
-        app.borrow(
-            owner=CHENGDU, barcode="B2", library=CHENGDU, reader_id=reader_id, actor=desk(CHENGDU)
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode="B2",
+                library=CHENGDU,
+                reader_id=reader_id,
+                actor=desk(CHENGDU),
+            )
         )
     # Registering the person again starts a new, unlinked record.
     again = _register(app, number)
@@ -277,32 +304,40 @@ def test_identity_number_never_reaches_the_database(app: Circulation, dsn: str) 
     readers = [_register(app, number) for number in numbers]
     # The same person by the other card, typed differently.
     _register(app, numbers[0].lower(), home=YUZHONG)
-    app.register_reader(
-        document="social_security_card",
-        number=" ".join([numbers[1][:6], numbers[1][6:14], numbers[1][14:]]),
-        home_library=YUZHONG,
-        actor=desk(YUZHONG),
+    app.execute(
+        c.RegisterReader(
+            document="social_security_card",
+            number=" ".join([numbers[1][:6], numbers[1][6:14], numbers[1][14:]]),
+            library=YUZHONG,
+            actor=desk(YUZHONG),
+        )
     )
     for n in range(3):
         register_item(app, CHENGDU, f"B{n}")
     for n, number in enumerate(numbers):
-        app.borrow(
-            owner=CHENGDU,
-            barcode=f"B{n}",
-            library=CHENGDU,
-            reader_number=number,
-            actor=desk(CHENGDU),
-            occurred_at=now() - timedelta(minutes=n),
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode=f"B{n}",
+                library=CHENGDU,
+                reader=c.ReaderCard(number),
+                actor=desk(CHENGDU),
+                occurred_at=now() - timedelta(minutes=n),
+            )
         )
-    app.block_reader(reader_id=readers[1], reason="overdue", library=CHENGDU, actor=desk(CHENGDU))
-    app.forget_reader(number=numbers[2], library=CHENGDU, actor=ADMIN)
+    app.execute(
+        c.BlockReader(reader_id=readers[1], reason="overdue", library=CHENGDU, actor=desk(CHENGDU))
+    )
+    app.execute(c.ForgetReader(reader=c.ReaderCard(numbers[2]), library=CHENGDU, actor=ADMIN))
     with pytest.raises(ItemNotAvailable):  # a refusal, in case one is ever logged
-        app.borrow(
-            owner=CHENGDU,
-            barcode="B0",
-            library=CHENGDU,
-            reader_number=numbers[0],
-            actor=desk(CHENGDU),
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode="B0",
+                library=CHENGDU,
+                reader=c.ReaderCard(numbers[0]),
+                actor=desk(CHENGDU),
+            )
         )
 
     # What must not appear: the number, its first 17 characters (any check character),
@@ -361,7 +396,7 @@ def test_a_save_too_large_for_the_pipeline_commits_whole_and_chained(dsn: str) -
     without it, in the same single transaction, chained like any other."""
     from ledger.demo.bulk import SAVE_EVERY, generate
     from ledger.integrity.verify import verify_store
-    from ledger.recorder import PIPELINED_EVENTS
+    from ledger.write.recorder import PIPELINED_EVENTS
 
     wanted = 3 * PIPELINED_EVENTS
     assert wanted < SAVE_EVERY  # so the generator saves them all at once

@@ -7,9 +7,11 @@ from uuid import UUID
 
 import pytest
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.disputes.evidence import LATE_UPLOAD, build, render_html
 from ledger.domain.errors import UnknownDispute
+from ledger.eventlog import EventLog
 from tests.helpers import CHENGDU, YUZHONG, desk, join_all, now, register_item, register_reader
 
 
@@ -21,43 +23,51 @@ def case(ledger: Circulation) -> tuple[Circulation, UUID, UUID]:
     register_item(ledger, CHENGDU, "E1", title="平凡的世界")
     reader = register_reader(ledger, 1)
     start = now() - timedelta(days=30)
-    ledger.borrow(
-        owner=CHENGDU,
-        barcode="E1",
-        library=CHENGDU,
-        reader_id=reader,
-        actor=desk(CHENGDU),
-        occurred_at=start,
+    ledger.execute(
+        c.Borrow(
+            owner=CHENGDU,
+            barcode="E1",
+            library=CHENGDU,
+            reader_id=reader,
+            actor=desk(CHENGDU),
+            occurred_at=start,
+        )
     )
-    ledger.return_item(
-        owner=CHENGDU,
-        barcode="E1",
-        library=YUZHONG,
-        actor=desk(YUZHONG),
-        occurred_at=now() - timedelta(days=3),
+    ledger.execute(
+        c.Return(
+            owner=CHENGDU,
+            barcode="E1",
+            library=YUZHONG,
+            actor=desk(YUZHONG),
+            occurred_at=now() - timedelta(days=3),
+        )
     )
-    transfer = ledger.dispatch(
-        owner=CHENGDU,
-        barcode="E1",
-        from_library=YUZHONG,
-        to_library=CHENGDU,
-        actor=desk(YUZHONG),
+    transfer = ledger.execute(
+        c.Dispatch(
+            owner=CHENGDU,
+            barcode="E1",
+            library=YUZHONG,
+            to_library=CHENGDU,
+            actor=desk(YUZHONG),
+        )
     ).outcome["transfer_id"]
-    dispute = ledger.open_dispute(
-        owner=CHENGDU,
-        barcode="E1",
-        kind="not_received",
-        other_party=YUZHONG,
-        statement="never arrived",
-        library=CHENGDU,
-        actor=desk(CHENGDU),
+    dispute = ledger.execute(
+        c.OpenDispute(
+            owner=CHENGDU,
+            barcode="E1",
+            kind="not_received",
+            other_party=YUZHONG,
+            statement="never arrived",
+            library=CHENGDU,
+            actor=desk(CHENGDU),
+        )
     ).outcome["dispute_id"]
     return ledger, UUID(dispute), UUID(transfer)
 
 
 def test_timeline_names_desks_keys_times_and_holders(case) -> None:
     ledger, dispute_id, _ = case
-    evidence = build(ledger, dispute_id)
+    evidence = build(EventLog(ledger.pool), dispute_id)
     timeline = evidence["timeline"]
     assert [t["event"] for t in timeline] == [
         "Registered",
@@ -88,13 +98,15 @@ def test_timeline_names_desks_keys_times_and_holders(case) -> None:
 def test_events_recorded_after_the_opening_stand_out(case) -> None:
     ledger, dispute_id, transfer = case
     # the receipt turns up, backdated, after the dispute was opened
-    ledger.receive(
-        transfer_id=transfer,
-        library=CHENGDU,
-        actor=desk(CHENGDU),
-        occurred_at=now() - timedelta(days=2),
+    ledger.execute(
+        c.Receive(
+            transfer_id=transfer,
+            library=CHENGDU,
+            actor=desk(CHENGDU),
+            occurred_at=now() - timedelta(days=2),
+        )
     )
-    evidence = build(ledger, dispute_id)
+    evidence = build(EventLog(ledger.pool), dispute_id)
     last = evidence["timeline"][-1]
     assert last["event"] == "TransferReceived"
     assert last["recorded_after_dispute_opened"] and last["late_upload"]
@@ -111,18 +123,35 @@ def test_events_recorded_after_the_opening_stand_out(case) -> None:
 
 def test_unknown_dispute(ledger: Circulation) -> None:
     with pytest.raises(UnknownDispute):
-        build(ledger, UUID(int=1))
+        build(EventLog(ledger.pool), UUID(int=1))
 
 
 def test_streams_decode_as_the_mapper_does(case) -> None:
-    """The evidence file reads events with the shared fast decoder: same events as the mapper."""
-    from ledger.disputes.streams import read_streams
+    """The evidence file reads events with the event log's fast decoder: the same events
+    as eventsourcing's own mapper gives for the same rows."""
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import StoredEvent
+
+    from ledger.eventlog import events_after
 
     ledger, dispute_id, _ = case
+    log = EventLog(ledger.pool)
     dispute = ledger.load([dispute_id])[dispute_id]
     ids = [dispute.item_id, dispute_id]
-    fast = read_streams(ledger, ids)
+    fast = log.streams(ids)
+    mapper = Application().mapper
+    with log.connection() as conn:
+        rows = events_after(conn, ids, [0, 0])
     for aggregate_id in ids:
-        slow = list(ledger.events.get(aggregate_id))
+        slow = [
+            mapper.to_domain_event(
+                StoredEvent(
+                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                )
+            )
+            for r in rows
+            if r["originator_id"] == aggregate_id
+        ]
+        assert slow
         assert [type(r.event) for r in fast[aggregate_id]] == [type(e) for e in slow]
         assert [vars(r.event) for r in fast[aggregate_id]] == [vars(e) for e in slow]

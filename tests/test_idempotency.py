@@ -1,18 +1,24 @@
-"""Retries: the same command_id answers with the original outcome and records nothing new."""
+"""Retries against PostgreSQL: the same command_id sent at once from threads and from two
+processes records one command; one person registered at once is one reader.
+
+A single retry's answer and a reused key's refusal are checked without a database, in
+``tests/domain/test_idempotency.py``.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 import pytest
 
-from ledger.application import Circulation, Result
-from ledger.domain.errors import ConcurrencyConflict, DomainError, IdempotencyKeyReused
-from tests.conftest import ADMIN, open_ledger
+from ledger import commands as c
+from ledger.application import Circulation
+from ledger.domain.errors import ConcurrencyConflict, DomainError
+from ledger.write import Result
+from tests.conftest import open_ledger
 from tests.helpers import (
     CHENGDU,
     JINJIANG,
@@ -33,176 +39,6 @@ from tests.helpers import (
 def app(ledger: Circulation) -> Iterator[Circulation]:
     join_all(ledger)
     yield ledger
-
-
-def _borrow(app: Circulation, **kw: Any) -> Result:
-    reader_id = register_reader(app, 1)
-    register_item(app, CHENGDU, "B1")
-    return app.borrow(
-        owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=reader_id, actor=desk(CHENGDU), **kw
-    )
-
-
-def _return(app: Circulation, **kw: Any) -> Result:
-    reader_id = register_reader(app, 1)
-    register_item(app, CHENGDU, "B1")
-    app.borrow(
-        owner=CHENGDU, barcode="B1", library=CHENGDU, reader_id=reader_id, actor=desk(CHENGDU)
-    )
-    return app.return_item(owner=CHENGDU, barcode="B1", library=YUZHONG, actor=desk(YUZHONG), **kw)
-
-
-def _dispatch(app: Circulation, **kw: Any) -> Result:
-    register_item(app, CHENGDU, "B1")
-    return app.dispatch(
-        owner=CHENGDU,
-        barcode="B1",
-        from_library=CHENGDU,
-        to_library=JINJIANG,
-        actor=desk(CHENGDU),
-        **kw,
-    )
-
-
-def _register_item(app: Circulation, **kw: Any) -> Result:
-    return app.register_item(owner=CHENGDU, barcode="NEW", title="活着", actor=desk(CHENGDU), **kw)
-
-
-def _register_reader(app: Circulation, **kw: Any) -> Result:
-    return app.register_reader(
-        document="resident_id",
-        number=identity_number(42),
-        home_library=CHENGDU,
-        actor=desk(CHENGDU),
-        **kw,
-    )
-
-
-def _join_library(app: Circulation, **kw: Any) -> Result:
-    return app.join_library(
-        code="CQ-500104",
-        name="大渡口区图书馆",
-        region="chongqing",
-        level="county",
-        actor=ADMIN,
-        **kw,
-    )
-
-
-COMMANDS: dict[str, Callable[..., Result]] = {
-    "borrow": _borrow,
-    "return": _return,
-    "dispatch": _dispatch,
-    "register_item": _register_item,
-    "register_reader": _register_reader,
-    "join_library": _join_library,
-}
-
-
-def _again(app: Circulation, name: str, **kw: Any) -> Result:
-    """Send the last step of a COMMANDS scenario once more, without its set-up."""
-    if name == "borrow":
-        reader_id = app.find_reader(identity_number(1))
-        return app.borrow(
-            owner=CHENGDU,
-            barcode="B1",
-            library=CHENGDU,
-            reader_id=reader_id,
-            actor=desk(CHENGDU),
-            **kw,
-        )
-    if name == "return":
-        return app.return_item(
-            owner=CHENGDU, barcode="B1", library=YUZHONG, actor=desk(YUZHONG), **kw
-        )
-    if name == "dispatch":
-        return app.dispatch(
-            owner=CHENGDU,
-            barcode="B1",
-            from_library=CHENGDU,
-            to_library=JINJIANG,
-            actor=desk(CHENGDU),
-            **kw,
-        )
-    return COMMANDS[name](app, **kw)
-
-
-@pytest.mark.parametrize("name", list(COMMANDS))
-def test_retry_replays_the_original_outcome(app: Circulation, dsn: str, name: str) -> None:
-    envelope = {"command_id": f"retry-{name}", "occurred_at": now() - timedelta(minutes=1)}
-    first = COMMANDS[name](app, **envelope)
-    assert not first.replayed
-    assert first.notification_ids
-    events, log = count_events(dsn), count_rows(dsn, "command_log")
-
-    second = _again(app, name, **envelope)
-    assert second.replayed
-    assert second.command_id == first.command_id
-    assert second.outcome == first.outcome
-    assert second.notification_ids == first.notification_ids
-    assert (count_events(dsn), count_rows(dsn, "command_log")) == (events, log)
-
-    third = _again(app, name, **envelope)
-    assert (third.replayed, third.outcome, third.notification_ids) == (
-        True,
-        first.outcome,
-        first.notification_ids,
-    )
-    assert count_events(dsn) == events
-
-
-def test_retry_without_occurred_at_replays(app: Circulation, dsn: str) -> None:
-    """A desk that leaves occurred_at out (meaning "now") and retries after a timeout
-    sends the very same request: it must get the original answer, not a reused-key error."""
-    first = _borrow(app, command_id="retry-now")
-    events = count_events(dsn)
-    second = _again(app, "borrow", command_id="retry-now")
-    assert second.replayed
-    assert second.outcome == first.outcome
-    assert second.notification_ids == first.notification_ids
-    assert count_events(dsn) == events
-
-
-def test_same_key_different_content_is_refused(app: Circulation, dsn: str) -> None:
-    when = now() - timedelta(minutes=1)
-    first = _borrow(app, command_id="k-1", occurred_at=when)
-    register_item(app, CHENGDU, "B2")
-    other = register_reader(app, 2)
-    events, log = count_events(dsn), count_rows(dsn, "command_log")
-    attempts: list[Callable[[], Result]] = [
-        # another item under the same key
-        lambda: app.borrow(
-            owner=CHENGDU,
-            barcode="B2",
-            library=CHENGDU,
-            reader_id=other,
-            actor=desk(CHENGDU),
-            command_id="k-1",
-            occurred_at=when,
-        ),
-        # another kind of command under the same key
-        lambda: app.register_item(
-            owner=CHENGDU, barcode="B3", actor=desk(CHENGDU), command_id="k-1", occurred_at=when
-        ),
-        # the same borrow, but another moment
-        lambda: app.borrow(
-            owner=CHENGDU,
-            barcode="B1",
-            library=CHENGDU,
-            reader_id=UUID(first.outcome["reader_id"]),
-            actor=desk(CHENGDU),
-            command_id="k-1",
-            occurred_at=when - timedelta(minutes=5),
-        ),
-    ]
-    for attempt in attempts:
-        with pytest.raises(IdempotencyKeyReused) as caught:
-            attempt()
-        assert caught.value.field == "command_id"
-        assert (count_events(dsn), count_rows(dsn, "command_log")) == (events, log)
-    item = app.get_item(CHENGDU, "B2")
-    assert item is not None
-    assert item.status == "on_shelf"
 
 
 def _race(count: int, action: Callable[[int], Result]) -> list[Result | BaseException]:
@@ -233,14 +69,16 @@ def test_same_key_from_eight_threads(app: Circulation, dsn: str) -> None:
 
     answers = _race(
         8,
-        lambda _: app.borrow(
-            owner=CHENGDU,
-            barcode="B1",
-            library=CHENGDU,
-            reader_id=reader_id,
-            actor=desk(CHENGDU),
-            command_id="same-key",
-            occurred_at=when,
+        lambda _: app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode="B1",
+                library=CHENGDU,
+                reader_id=reader_id,
+                actor=desk(CHENGDU),
+                command_id="same-key",
+                occurred_at=when,
+            )
         ),
     )
     errors = [a for a in answers if isinstance(a, BaseException)]
@@ -266,14 +104,16 @@ def test_same_key_from_two_processes(dsn: str, group_commit: bool) -> None:
         apps = [first, second] * 4
         answers = _race(
             8,
-            lambda i: apps[i].borrow(
-                owner=CHENGDU,
-                barcode="B1",
-                library=CHENGDU,
-                reader_id=reader_id,
-                actor=desk(CHENGDU),
-                command_id="same-key",
-                occurred_at=when,
+            lambda i: apps[i].execute(
+                c.Borrow(
+                    owner=CHENGDU,
+                    barcode="B1",
+                    library=CHENGDU,
+                    reader_id=reader_id,
+                    actor=desk(CHENGDU),
+                    command_id="same-key",
+                    occurred_at=when,
+                )
             ),
         )
         errors = [a for a in answers if isinstance(a, BaseException)]
@@ -295,13 +135,15 @@ def test_concurrent_distinct_keys_are_not_confused(app: Circulation, dsn: str) -
     events = count_events(dsn)
     answers = _race(
         8,
-        lambda i: app.borrow(
-            owner=CHENGDU,
-            barcode=f"B{i}",
-            library=CHENGDU,
-            reader_id=readers[i],
-            actor=desk(CHENGDU),
-            command_id=f"key-{i}",
+        lambda i: app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode=f"B{i}",
+                library=CHENGDU,
+                reader_id=readers[i],
+                actor=desk(CHENGDU),
+                command_id=f"key-{i}",
+            )
         ),
     )
     results = [a for a in answers if isinstance(a, Result)]
@@ -318,15 +160,19 @@ def test_concurrent_distinct_keys_are_not_confused(app: Circulation, dsn: str) -
 
 def test_one_person_two_documents_is_one_reader(app: Circulation, dsn: str) -> None:
     number = identity_number(5, region="500103")
-    by_id_card = app.register_reader(
-        document="resident_id", number=number, home_library=CHENGDU, actor=desk(CHENGDU)
+    by_id_card = app.execute(
+        c.RegisterReader(
+            document="resident_id", number=number, library=CHENGDU, actor=desk(CHENGDU)
+        )
     )
     assert by_id_card.outcome["created"] is True
     events = count_events(dsn)
     # The social security card carries the same number; typed with spaces, lower-case x.
     typed = f"{number[:6]} {number[6:14]} {number[14:]}".lower()
-    by_ss_card = app.register_reader(
-        document="social_security_card", number=typed, home_library=YUZHONG, actor=desk(YUZHONG)
+    by_ss_card = app.execute(
+        c.RegisterReader(
+            document="social_security_card", number=typed, library=YUZHONG, actor=desk(YUZHONG)
+        )
     )
     assert by_ss_card.outcome["reader_id"] == by_id_card.outcome["reader_id"]
     assert by_ss_card.outcome["created"] is False
@@ -343,11 +189,13 @@ def test_one_person_registered_concurrently_is_one_reader(app: Circulation, dsn:
     libraries = [CHENGDU, YUZHONG, JINJIANG, CHENGDU] * 2
     answers = _race(
         8,
-        lambda i: app.register_reader(
-            document=documents[i],
-            number=number,
-            home_library=libraries[i],
-            actor=desk(libraries[i]),
+        lambda i: app.execute(
+            c.RegisterReader(
+                document=documents[i],
+                number=number,
+                library=libraries[i],
+                actor=desk(libraries[i]),
+            )
         ),
     )
     errors = [a for a in answers if isinstance(a, BaseException)]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.domain.common import item_id
 from ledger.domain.errors import ItemNotAvailable
@@ -23,7 +24,7 @@ from ledger.integrity.hashing import EventFields, event_leaf_hash, leaf_data, pa
 from ledger.integrity.merkle import root_of
 from ledger.integrity.service import Integrity, dsn_connect
 from ledger.integrity.verify import verify_store
-from ledger.recorder import LedgerRecorder
+from ledger.write.recorder import LedgerRecorder
 from tests.conftest import open_ledger
 from tests.helpers import (
     CHENGDU,
@@ -49,10 +50,18 @@ def circulate(app: Circulation, barcodes: int = 6) -> None:
     for n in range(barcodes):
         register_item(app, CHENGDU, f"B{n}")
     for n in range(barcodes):
-        app.borrow(
-            owner=CHENGDU, barcode=f"B{n}", library=CHENGDU, reader_id=reader, actor=desk(CHENGDU)
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode=f"B{n}",
+                library=CHENGDU,
+                reader_id=reader,
+                actor=desk(CHENGDU),
+            )
         )
-        app.return_item(owner=CHENGDU, barcode=f"B{n}", library=JINJIANG, actor=desk(JINJIANG))
+        app.execute(
+            c.Return(owner=CHENGDU, barcode=f"B{n}", library=JINJIANG, actor=desk(JINJIANG))
+        )
 
 
 def readme_leaf(row: tuple) -> bytes:
@@ -129,13 +138,15 @@ def test_leaf_layout_round_trips() -> None:
 def test_receipts_name_the_ledger_positions_leaves_and_hashes(app: Circulation, dsn: str) -> None:
     register_item(app, CHENGDU, "R1")
     reader = register_reader(app, 2)
-    result = app.borrow(
-        owner=CHENGDU,
-        barcode="R1",
-        library=CHENGDU,
-        reader_id=reader,
-        actor=desk(CHENGDU),
-        command_id="borrow-r1",
+    result = app.execute(
+        c.Borrow(
+            owner=CHENGDU,
+            barcode="R1",
+            library=CHENGDU,
+            reader_id=reader,
+            actor=desk(CHENGDU),
+            command_id="borrow-r1",
+        )
     )
     receipt = result.receipt
     assert receipt is not None
@@ -149,13 +160,15 @@ def test_receipts_name_the_ledger_positions_leaves_and_hashes(app: Circulation, 
     with psycopg.connect(dsn) as conn:
         ledger_id = str(conn.execute("SELECT ledger_id FROM ledger_identity").fetchone()[0])
     assert receipt.ledger == ledger_id
-    again = app.borrow(
-        owner=CHENGDU,
-        barcode="R1",
-        library=CHENGDU,
-        reader_id=reader,
-        actor=desk(CHENGDU),
-        command_id="borrow-r1",
+    again = app.execute(
+        c.Borrow(
+            owner=CHENGDU,
+            barcode="R1",
+            library=CHENGDU,
+            reader_id=reader,
+            actor=desk(CHENGDU),
+            command_id="borrow-r1",
+        )
     )
     assert again.replayed
     assert again.receipt == receipt  # a retry answers the same receipt
@@ -165,11 +178,17 @@ def test_receipts_name_the_ledger_positions_leaves_and_hashes(app: Circulation, 
 def test_a_refused_command_chains_nothing(app: Circulation, dsn: str) -> None:
     register_item(app, CHENGDU, "X1")
     reader = register_reader(app, 3)
-    app.borrow(owner=CHENGDU, barcode="X1", library=CHENGDU, reader_id=reader, actor=desk(CHENGDU))
+    app.execute(
+        c.Borrow(
+            owner=CHENGDU, barcode="X1", library=CHENGDU, reader_id=reader, actor=desk(CHENGDU)
+        )
+    )
     before = stored(dsn)
     with pytest.raises(ItemNotAvailable):
-        app.borrow(
-            owner=CHENGDU, barcode="X1", library=CHENGDU, reader_id=reader, actor=desk(CHENGDU)
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU, barcode="X1", library=CHENGDU, reader_id=reader, actor=desk(CHENGDU)
+            )
         )
     assert stored(dsn) == before
 
@@ -186,7 +205,9 @@ def test_writers_in_separate_pools_keep_one_chain(dsn: str) -> None:
         def register(app: Circulation, prefix: str) -> None:
             try:
                 for n in range(40):
-                    app.register_item(owner=CHENGDU, barcode=f"{prefix}{n}", actor=desk(CHENGDU))
+                    app.execute(
+                        c.RegisterItem(owner=CHENGDU, barcode=f"{prefix}{n}", actor=desk(CHENGDU))
+                    )
             except BaseException as error:
                 errors.append(error)
 

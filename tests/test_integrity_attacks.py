@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.cli import main
 from ledger.integrity.checkpoints import Checkpoint, private_key, sign_checkpoint
@@ -55,10 +56,18 @@ def history(ledger: Circulation, dsn: str) -> dict[str, Any]:
     with psycopg.connect(dsn) as conn:  # a rolled-back save leaves a gap
         gap = conn.execute("SELECT nextval('circulation_events_notification_id_seq')").fetchone()[0]
     for n in range(8):
-        ledger.borrow(
-            owner=CHENGDU, barcode=f"B{n}", library=CHENGDU, reader_id=reader, actor=desk(CHENGDU)
+        ledger.execute(
+            c.Borrow(
+                owner=CHENGDU,
+                barcode=f"B{n}",
+                library=CHENGDU,
+                reader_id=reader,
+                actor=desk(CHENGDU),
+            )
         )
-        ledger.return_item(owner=CHENGDU, barcode=f"B{n}", library=CHENGDU, actor=desk(CHENGDU))
+        ledger.execute(
+            c.Return(owner=CHENGDU, barcode=f"B{n}", library=CHENGDU, actor=desk(CHENGDU))
+        )
     integrity = Integrity(dsn_connect(dsn), SIGNING_KEY)
     checkpoint, _ = integrity.make_checkpoint()
     for n in range(8, 12):  # history goes on after the checkpoint

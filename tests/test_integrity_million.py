@@ -14,13 +14,14 @@ from uuid import uuid4
 import psycopg
 
 from ledger.domain.items import Item
+from ledger.eventlog import MAPPER
 from ledger.integrity.checkpoints import private_key
 from ledger.integrity.proofs import check_receipt
 from ledger.integrity.receipts import Receipt, ReceiptEntry
 from ledger.integrity.service import Integrity, dsn_connect
 from ledger.integrity.tables import STORED_LEVEL
 from ledger.integrity.verify import verify_store
-from ledger.recorder import WriteSet
+from ledger.write.work import WriteSet
 from tests.conftest import open_ledger
 
 EVENTS = 1_000_000
@@ -43,12 +44,12 @@ def test_a_million_events_verify(dsn: str) -> None:
             recorded_by="key:bulk",
             command_id="c",
         )
-        stored = app.mapper.to_stored_event(template.collect_events()[0])
+        stored = MAPPER.to_stored_event(template.collect_events()[0])
         last = None
         for _ in range(EVENTS // SAVE):
             batch = [type(stored)(uuid4(), 1, stored.topic, stored.state) for _ in range(SAVE)]
             write_set = WriteSet()
-            app.recorder.insert_events(batch, write_set=write_set)
+            app.uow.store.recorder.insert_events(batch, write_set=write_set)
             last = write_set
     finally:
         app.close()

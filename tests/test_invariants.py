@@ -31,7 +31,8 @@ from hypothesis.stateful import (
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ledger.application import Circulation, Result
+from ledger import commands as c
+from ledger.application import Circulation
 from ledger.domain.common import item_id
 from ledger.domain.errors import (
     DomainError,
@@ -50,6 +51,8 @@ from ledger.domain.errors import (
 )
 from ledger.domain.items import Item
 from ledger.domain.readers import Reader
+from ledger.eventlog import MAPPER
+from ledger.write import Result
 from tests.conftest import open_ledger
 from tests.helpers import CHENGDU, JINJIANG, LIBRARIES, YUZHONG, desk, join_all
 
@@ -164,15 +167,19 @@ class LedgerMachine(RuleBasedStateMachine):
         join_all(self.app, PLACES)
         self.items = [MItem(owner, barcode) for owner, barcode in ITEMS]
         for item in self.items:
-            self.app.register_item(owner=item.owner, barcode=item.barcode, actor=desk(item.owner))
+            self.app.execute(
+                c.RegisterItem(owner=item.owner, barcode=item.barcode, actor=desk(item.owner))
+            )
         self.readers: list[UUID] = []
         for n in READERS:
             home = PLACES[n % len(PLACES)]
-            result = self.app.register_reader(
-                document="resident_id",
-                number=_number(n),
-                home_library=home,
-                actor=desk(home),
+            result = self.app.execute(
+                c.RegisterReader(
+                    document="resident_id",
+                    number=_number(n),
+                    library=home,
+                    actor=desk(home),
+                )
             )
             self.readers.append(UUID(result.outcome["reader_id"]))
         self.open_loans: dict[int, set[UUID]] = {n: set() for n in READERS}
@@ -230,12 +237,14 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = ItemNotAvailable
         result = self.run(
             expected,
-            lambda: self.app.borrow(
-                owner=item.owner,
-                barcode=item.barcode,
-                library=at,
-                reader_id=self.readers[r],
-                actor=desk(at),
+            lambda: self.app.execute(
+                c.Borrow(
+                    owner=item.owner,
+                    barcode=item.barcode,
+                    library=at,
+                    reader_id=self.readers[r],
+                    actor=desk(at),
+                )
             ),
         )
         if result is not None:
@@ -256,7 +265,7 @@ class LedgerMachine(RuleBasedStateMachine):
         elif item.loan.renewals >= RENEWALS_ALLOWED[item.loan.library]:
             expected = RenewalNotAllowed
         result = self.run(
-            expected, lambda: self.app.renew(loan_id=loan_id, library=at, actor=desk(at))
+            expected, lambda: self.app.execute(c.Renew(loan_id=loan_id, library=at, actor=desk(at)))
         )
         if result is not None:
             assert item is not None and item.loan is not None
@@ -270,8 +279,8 @@ class LedgerMachine(RuleBasedStateMachine):
         expected = None if item.status == ON_LOAN else ItemNotOnLoan
         result = self.run(
             expected,
-            lambda: self.app.return_item(
-                owner=item.owner, barcode=item.barcode, library=at, actor=desk(at)
+            lambda: self.app.execute(
+                c.Return(owner=item.owner, barcode=item.barcode, library=at, actor=desk(at))
             ),
         )
         if result is not None:
@@ -309,12 +318,14 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = ItemNotAvailable
         result = self.run(
             expected,
-            lambda: self.app.dispatch(
-                owner=item.owner,
-                barcode=item.barcode,
-                from_library=origin,
-                to_library=to,
-                actor=desk(origin),
+            lambda: self.app.execute(
+                c.Dispatch(
+                    owner=item.owner,
+                    barcode=item.barcode,
+                    library=origin,
+                    to_library=to,
+                    actor=desk(origin),
+                )
             ),
         )
         if result is not None:
@@ -341,7 +352,9 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = NotPermitted
         result = self.run(
             expected,
-            lambda: self.app.receive(transfer_id=transfer_id, library=at, actor=desk(at)),
+            lambda: self.app.execute(
+                c.Receive(transfer_id=transfer_id, library=at, actor=desk(at))
+            ),
         )
         if result is not None:
             item.transfer, item.status, item.location, item.destination = (
@@ -370,8 +383,8 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = NotPermitted
         result = self.run(
             expected,
-            lambda: self.app.cancel_transfer(
-                transfer_id=transfer_id, reason=reason, library=at, actor=desk(at)
+            lambda: self.app.execute(
+                c.CancelTransfer(transfer_id=transfer_id, reason=reason, library=at, actor=desk(at))
             ),
         )
         if result is not None:
@@ -395,12 +408,14 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = NotPermitted
         result = self.run(
             expected,
-            lambda: self.app.declare_lost(
-                owner=item.owner,
-                barcode=item.barcode,
-                reason="not on the shelf",
-                library=at,
-                actor=desk(at),
+            lambda: self.app.execute(
+                c.DeclareLost(
+                    owner=item.owner,
+                    barcode=item.barcode,
+                    reason="not on the shelf",
+                    library=at,
+                    actor=desk(at),
+                )
             ),
         )
         if result is not None:
@@ -418,8 +433,8 @@ class LedgerMachine(RuleBasedStateMachine):
         expected = None if item.status == LOST else ItemNotLost
         result = self.run(
             expected,
-            lambda: self.app.found(
-                owner=item.owner, barcode=item.barcode, library=at, actor=desk(at)
+            lambda: self.app.execute(
+                c.Found(owner=item.owner, barcode=item.barcode, library=at, actor=desk(at))
             ),
         )
         if result is not None:
@@ -436,8 +451,14 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = refusal_for(item.status)
         result = self.run(
             expected,
-            lambda: self.app.withdraw(
-                owner=item.owner, barcode=item.barcode, reason="worn", library=at, actor=desk(at)
+            lambda: self.app.execute(
+                c.Withdraw(
+                    owner=item.owner,
+                    barcode=item.barcode,
+                    reason="worn",
+                    library=at,
+                    actor=desk(at),
+                )
             ),
         )
         if result is not None:
@@ -511,9 +532,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 ("%Item.%", "%Reader.Loan%"),
             ).fetchall()
         for originator_id, version, topic, state in rows:
-            event = self.app.mapper.to_domain_event(
-                _stored(originator_id, version, topic, bytes(state))
-            )
+            event = MAPPER.to_domain_event(_stored(originator_id, version, topic, bytes(state)))
             if isinstance(event, Item.Borrowed):
                 opened[event.loan_id] += 1
             elif isinstance(event, Item.Returned) or (

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.cli import main
 from ledger.domain.common import item_id
@@ -96,7 +97,7 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     def step(name: str, call: Any, **kwargs: Any) -> Any:
         clock[0] += timedelta(hours=6)
         story.at[name] = clock[0]
-        result = call(occurred_at=clock[0], **kwargs)
+        result = app.execute(call(occurred_at=clock[0], **kwargs))
         if result.notification_ids:
             story.positions[name] = max(result.notification_ids)
         if dsn is not None and checks is not None:
@@ -108,8 +109,10 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     story.readers["r1"] = register_reader(app, 1, home=CHENGDU)
     story.readers["r2"] = register_reader(app, 2, home=YUZHONG)
     for owner, barcode in ((CHENGDU, "C1"), (CHENGDU, "C2"), (JINJIANG, "J1"), (YUZHONG, "Y1")):
-        app.register_item(
-            owner=owner, barcode=barcode, title="三体", actor=desk(owner), occurred_at=start
+        app.execute(
+            c.RegisterItem(
+                owner=owner, barcode=barcode, title="三体", actor=desk(owner), occurred_at=start
+            )
         )
     r1, r2 = story.readers["r1"], story.readers["r2"]
     c1 = dict(owner=CHENGDU, barcode="C1")
@@ -117,46 +120,46 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     j1 = dict(owner=JINJIANG, barcode="J1")
     y1 = dict(owner=YUZHONG, barcode="Y1")
 
-    loan = step("borrow C1", app.borrow, **c1, library=CHENGDU, reader_id=r1, actor=desk(CHENGDU))
+    loan = step("borrow C1", c.Borrow, **c1, library=CHENGDU, reader_id=r1, actor=desk(CHENGDU))
     step(
         "renew C1",
-        app.renew,
+        c.Renew,
         loan_id=UUID(loan.outcome["loan_id"]),
         library=CHENGDU,
         actor=desk(CHENGDU),
     )
-    step("return C1 away", app.return_item, **c1, library=YUZHONG, actor=desk(YUZHONG))
+    step("return C1 away", c.Return, **c1, library=YUZHONG, actor=desk(YUZHONG))
     sent = step(
         "dispatch C1 home",
-        app.dispatch,
+        c.Dispatch,
         **c1,
-        from_library=YUZHONG,
+        library=YUZHONG,
         to_library=CHENGDU,
         actor=desk(YUZHONG),
     )
     step(
         "receive C1",
-        app.receive,
+        c.Receive,
         transfer_id=UUID(sent.outcome["transfer_id"]),
         library=CHENGDU,
         actor=desk(CHENGDU),
     )
-    step("borrow J1", app.borrow, **j1, library=JINJIANG, reader_id=r2, actor=desk(JINJIANG))
-    step("return J1 floats", app.return_item, **j1, library=CHENGDU, actor=desk(CHENGDU))
-    step("borrow C2", app.borrow, **c2, library=CHENGDU, reader_id=r2, actor=desk(CHENGDU))
-    step("lose C2", app.declare_lost, **c2, reason="gone", library=CHENGDU, actor=desk(CHENGDU))
-    step("find C2 away", app.found, **c2, library=YUZHONG, actor=desk(YUZHONG))
+    step("borrow J1", c.Borrow, **j1, library=JINJIANG, reader_id=r2, actor=desk(JINJIANG))
+    step("return J1 floats", c.Return, **j1, library=CHENGDU, actor=desk(CHENGDU))
+    step("borrow C2", c.Borrow, **c2, library=CHENGDU, reader_id=r2, actor=desk(CHENGDU))
+    step("lose C2", c.DeclareLost, **c2, reason="gone", library=CHENGDU, actor=desk(CHENGDU))
+    step("find C2 away", c.Found, **c2, library=YUZHONG, actor=desk(YUZHONG))
     sent = step(
         "dispatch C2",
-        app.dispatch,
+        c.Dispatch,
         **c2,
-        from_library=YUZHONG,
+        library=YUZHONG,
         to_library=CHENGDU,
         actor=desk(YUZHONG),
     )
     step(
         "cancel C2",
-        app.cancel_transfer,
+        c.CancelTransfer,
         transfer_id=UUID(sent.outcome["transfer_id"]),
         reason="plan_changed",
         library=YUZHONG,
@@ -164,15 +167,15 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     )
     step(
         "dispatch C2 again",
-        app.dispatch,
+        c.Dispatch,
         **c2,
-        from_library=YUZHONG,
+        library=YUZHONG,
         to_library=JINJIANG,
         actor=desk(YUZHONG),
     )
     step(
         "C2 turns up at home",
-        app.receive_unannounced,
+        c.ReceiveUnannounced,
         **c2,
         note="in the book drop",
         library=CHENGDU,
@@ -180,7 +183,7 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     )
     step(
         "retitle and move Y1",
-        app.correct,
+        c.Correct,
         **y1,
         corrects_version=1,
         reason="shelved at the wrong branch",
@@ -188,20 +191,20 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
         library=YUZHONG,
         actor=desk(YUZHONG),
     )
-    step("lose Y1", app.declare_lost, **y1, reason="gone", library=YUZHONG, actor=desk(YUZHONG))
+    step("lose Y1", c.DeclareLost, **y1, reason="gone", library=YUZHONG, actor=desk(YUZHONG))
     step(
         "withdraw Y1",
-        app.withdraw,
+        c.Withdraw,
         **y1,
         reason="lost for good",
         library=YUZHONG,
         actor=desk(YUZHONG),
     )
-    step("borrow C1 again", app.borrow, **c1, library=CHENGDU, reader_id=r1, actor=desk(CHENGDU))
+    step("borrow C1 again", c.Borrow, **c1, library=CHENGDU, reader_id=r1, actor=desk(CHENGDU))
     due = datetime(2030, 1, 31, 23, 59, 59, tzinfo=UTC)
     step(
         "extend C1",
-        app.correct,
+        c.Correct,
         **c1,
         corrects_version=7,
         reason="holiday closure",
@@ -211,14 +214,20 @@ def circulate(app: Circulation, *, dsn: str | None = None, checks: Any = None) -
     )
     step(
         "block r1",
-        app.block_reader,
+        c.BlockReader,
         reader_id=r1,
         reason="unpaid",
         library=CHENGDU,
         actor=desk(CHENGDU),
     )
-    step("unblock r1", app.unblock_reader, reader_id=r1, library=CHENGDU, actor=desk(CHENGDU))
-    step("forget r2", app.forget_reader, number=identity_number(2), library=YUZHONG, actor=ADMIN)
+    step("unblock r1", c.UnblockReader, reader_id=r1, library=CHENGDU, actor=desk(CHENGDU))
+    step(
+        "forget r2",
+        c.ForgetReader,
+        reader=c.ReaderCard(identity_number(2)),
+        library=YUZHONG,
+        actor=ADMIN,
+    )
     return story
 
 
@@ -376,7 +385,9 @@ def test_events_recorded_during_a_rebuild_are_folded_before_the_swap(
 
     def meanwhile(position: int, head: int) -> None:
         if not late:  # a desk records a loan while the rebuild runs
-            late.append(app.register_item(owner=CHENGDU, barcode="LATE", actor=desk(CHENGDU)))
+            late.append(
+                app.execute(c.RegisterItem(owner=CHENGDU, barcode="LATE", actor=desk(CHENGDU)))
+            )
 
     rebuild(dsn, MINE, page=10, progress=meanwhile)
     assert one(dsn, "SELECT status FROM item_locations WHERE barcode = 'LATE'")["status"] == (
@@ -478,7 +489,7 @@ def test_a_projection_far_behind_does_not_hold_up_the_others(app: Circulation, d
     with psycopg.connect(dsn, autocommit=True) as conn:  # as if transits had just been added
         conn.execute("DELETE FROM transits")
         conn.execute(f"UPDATE {t.TABLE} SET position = 0 WHERE name = 'transits'")
-    late = app.register_item(owner=CHENGDU, barcode="NEW", actor=desk(CHENGDU))
+    late = app.execute(c.RegisterItem(owner=CHENGDU, barcode="NEW", actor=desk(CHENGDU)))
     with LiveRunner(dsn, select(MINE), batch=3) as runner:
         runner.step()
         with psycopg.connect(dsn, autocommit=True) as conn:

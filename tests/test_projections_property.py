@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 
+from ledger import commands as c
 from ledger.domain.errors import DomainError, ItemNotAvailable, ItemWithdrawn
 from ledger.domain.items import Item
 from ledger.projections.runner import LiveRunner
@@ -54,14 +55,16 @@ class ProjectedLedger(inv.LedgerMachine):
         if not changes:
             return
         try:
-            self.app.correct(
-                owner=item.owner,
-                barcode=item.barcode,
-                corrects_version=1,
-                reason="inventory",
-                changes=changes,
-                library=item.owner,
-                actor=desk(item.owner),
+            self.app.execute(
+                c.Correct(
+                    owner=item.owner,
+                    barcode=item.barcode,
+                    corrects_version=1,
+                    reason="inventory",
+                    changes=changes,
+                    library=item.owner,
+                    actor=desk(item.owner),
+                )
             )
         except DomainError:
             return
@@ -73,8 +76,10 @@ class ProjectedLedger(inv.LedgerMachine):
     def arrives_unannounced(self, i: int, at: str) -> None:
         item = self.items[i]
         try:
-            self.app.receive_unannounced(
-                owner=item.owner, barcode=item.barcode, library=at, actor=desk(at)
+            self.app.execute(
+                c.ReceiveUnannounced(
+                    owner=item.owner, barcode=item.barcode, library=at, actor=desk(at)
+                )
             )
         except (ItemNotAvailable, ItemWithdrawn, DomainError):
             return

@@ -1,8 +1,9 @@
-"""The fast decoder gives the same values as eventsourcing's mapper, for every event class.
+"""The event log's decoders give what eventsourcing's mapper gives, for every event class.
 
 Every event class of every aggregate in ``ledger.domain`` is found by reflection, an
 instance is filled with values of its annotated types (optional fields both set and
-unset), stored with the application's own mapper, and decoded both ways.
+unset), stored with eventsourcing's own mapper, and decoded by it, by the fast record
+decoder (``decode_state``) and by the event log's mapper (``ledger.eventlog.MAPPER``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 import ledger.domain
-from ledger.application import Circulation
-from ledger.projections.records import TRANSCODED, decode_state, short_topic
+from ledger.eventlog import MAPPER as LOG_MAPPER
+from ledger.eventlog import TRANSCODED, decode_state, short_topic
+from ledger.write.postgres import EventStore
 
-#: The ledger's mapper, without a database: Circulation registers eventsourcing's
+#: The ledger's mapper, without a database: the writer's store registers eventsourcing's
 #: default transcodings (checked below), so an in-memory application maps the same.
 MAPPER = Application().mapper
 
@@ -73,8 +75,10 @@ CLASSES = event_classes()
 
 
 def test_reflection_finds_the_ledgers_events() -> None:
-    assert Circulation.register_transcodings is Application.register_transcodings
+    assert EventStore.register_transcodings is Application.register_transcodings
     assert set(MAPPER.transcoder.names) == set(TRANSCODED)  # type: ignore[attr-defined]
+    assert set(LOG_MAPPER.transcoder.names) == set(TRANSCODED)  # type: ignore[attr-defined]
+    assert not LOG_MAPPER.cipher and not LOG_MAPPER.compressor
     names = {short_topic(f"{c.__module__}:{c.__qualname__}") for c in CLASSES}
     assert {"Item.Borrowed", "Item.Corrected", "Reader.Forgotten", "Library.Left"} <= names
     assert len(names) >= 21
@@ -100,3 +104,10 @@ def test_decoder_matches_the_mapper(cls: type, filled: bool) -> None:
     decoded = decode_state(stored.state)
     assert decoded == expected
     assert {k: type(v) for k, v in decoded.items()} == {k: type(v) for k, v in expected.items()}
+    event_back = LOG_MAPPER.to_domain_event(stored)
+    assert type(event_back) is cls
+    assert vars(event_back) == vars(MAPPER.to_domain_event(stored))
+    assert {k: type(v) for k, v in vars(event_back).items()} == {
+        k: type(v) for k, v in vars(MAPPER.to_domain_event(stored)).items()
+    }
+    assert LOG_MAPPER.to_stored_event(event) == stored

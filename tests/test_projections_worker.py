@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 
+from ledger import commands as c
 from ledger.demo.bulk import generate
 from ledger.projections import tracking as t
 from ledger.projections.runner import wait_until
@@ -65,7 +66,9 @@ def test_a_killed_worker_resumes_exactly_where_it_committed(dsn: str, tmp_path: 
         # It keeps following: a new command reaches the views through LISTEN/NOTIFY.
         app = open_ledger(dsn)
         try:
-            result = app.register_item(owner=CHENGDU, barcode="AFTER-KILL", actor=desk(CHENGDU))
+            result = app.execute(
+                c.RegisterItem(owner=CHENGDU, barcode="AFTER-KILL", actor=desk(CHENGDU))
+            )
         finally:
             app.close()
         assert wait_until(dsn, max(result.notification_ids), MINE, timeout=30)
@@ -92,8 +95,8 @@ def test_a_rebuild_swaps_tables_under_a_running_worker(dsn: str, tmp_path: Path)
         def desk_keeps_working() -> None:
             n = 0
             while not stop.is_set():
-                result = app.register_item(
-                    owner=CHENGDU, barcode=f"DURING-{n}", actor=desk(CHENGDU)
+                result = app.execute(
+                    c.RegisterItem(owner=CHENGDU, barcode=f"DURING-{n}", actor=desk(CHENGDU))
                 )
                 written.append(max(result.notification_ids))
                 n += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from click.testing import CliRunner
 
+from ledger import commands as c
 from ledger.cli import main
 from ledger.keys import create_key
 from ledger.projections.circulation_report import PROJECTION
@@ -20,8 +21,10 @@ def history(dsn: str) -> None:
     join_all(app)
     register_item(app, CHENGDU, "R1")
     rid = reader(app, 5, home=YUZHONG)
-    app.borrow(owner=CHENGDU, barcode="R1", library=CHENGDU, reader_id=rid, actor=desk(CHENGDU))
-    app.return_item(owner=CHENGDU, barcode="R1", library=YUZHONG, actor=desk(YUZHONG))
+    app.execute(
+        c.Borrow(owner=CHENGDU, barcode="R1", library=CHENGDU, reader_id=rid, actor=desk(CHENGDU))
+    )
+    app.execute(c.Return(owner=CHENGDU, barcode="R1", library=YUZHONG, actor=desk(YUZHONG)))
     app.close()
     with LiveRunner(dsn, [PROJECTION]) as runner:
         runner.catch_up()

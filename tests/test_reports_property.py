@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.domain.common import CONSORTIUM_TZ, library_id
 from ledger.domain.errors import DomainError
@@ -58,7 +59,9 @@ def brute_force(
         ).fetchall()
     from eventsourcing.persistence import StoredEvent
 
-    events = [app.mapper.to_domain_event(StoredEvent(*row)) for row in rows]
+    from ledger.eventlog import MAPPER
+
+    events = [MAPPER.to_domain_event(StoredEvent(*row)) for row in rows]
     region = {e.code: e.region for e in events if isinstance(e, Library.Joined)}
     home = {e.originator_id: e.home_library for e in events if isinstance(e, Reader.Registered)}
 
@@ -194,11 +197,13 @@ def play(app: Circulation, readers: list[UUID], state: dict[str, Any], steps: li
             owner = CIRCULATING[n % 3]
             state["n"] += 1
             barcode = f"P{state['n']}"
-            app.register_item(
-                owner=owner,
-                barcode=barcode,
-                actor=desk(owner),
-                occurred_at=when - timedelta(days=90),
+            app.execute(
+                c.RegisterItem(
+                    owner=owner,
+                    barcode=barcode,
+                    actor=desk(owner),
+                    occurred_at=when - timedelta(days=90),
+                )
             )
             items[n] = (owner, barcode)
         owner, barcode = items[n]
@@ -208,49 +213,63 @@ def play(app: Circulation, readers: list[UUID], state: dict[str, Any], steps: li
         args: dict[str, Any] = {"actor": desk(here), "occurred_at": when}
         try:
             if action == "borrow":
-                app.borrow(owner=owner, barcode=barcode, library=here, reader_id=readers[r], **args)
+                app.execute(
+                    c.Borrow(
+                        owner=owner, barcode=barcode, library=here, reader_id=readers[r], **args
+                    )
+                )
             elif action == "return":
-                app.return_item(owner=owner, barcode=barcode, library=here, **args)
+                app.execute(c.Return(owner=owner, barcode=barcode, library=here, **args))
             elif action == "renew" and item.loan is not None:
-                app.renew(
-                    loan_id=item.loan.loan_id,
-                    library=item.loan.library,
-                    actor=desk(item.loan.library),
-                    occurred_at=when,
+                app.execute(
+                    c.Renew(
+                        loan_id=item.loan.loan_id,
+                        library=item.loan.library,
+                        actor=desk(item.loan.library),
+                        occurred_at=when,
+                    )
                 )
             elif action == "dispatch":
                 target = item.destination or where
-                app.dispatch(
-                    owner=owner, barcode=barcode, from_library=here, to_library=target, **args
+                app.execute(
+                    c.Dispatch(
+                        owner=owner, barcode=barcode, library=here, to_library=target, **args
+                    )
                 )
             elif action in ("receive", "cancel") and item.transfer is not None:
                 t = item.transfer
                 if action == "receive":
-                    app.receive(
-                        transfer_id=t.transfer_id,
-                        library=t.to_library,
-                        actor=desk(t.to_library),
-                        occurred_at=when,
+                    app.execute(
+                        c.Receive(
+                            transfer_id=t.transfer_id,
+                            library=t.to_library,
+                            actor=desk(t.to_library),
+                            occurred_at=when,
+                        )
                     )
                 else:
-                    app.cancel_transfer(
-                        transfer_id=t.transfer_id,
-                        reason="plan_changed",
-                        library=t.from_library,
-                        actor=desk(t.from_library),
-                        occurred_at=when,
+                    app.execute(
+                        c.CancelTransfer(
+                            transfer_id=t.transfer_id,
+                            reason="plan_changed",
+                            library=t.from_library,
+                            actor=desk(t.from_library),
+                            occurred_at=when,
+                        )
                     )
             elif action == "lose":
-                app.declare_lost(
-                    owner=owner,
-                    barcode=barcode,
-                    reason="gone",
-                    library=owner,
-                    actor=desk(owner),
-                    occurred_at=when,
+                app.execute(
+                    c.DeclareLost(
+                        owner=owner,
+                        barcode=barcode,
+                        reason="gone",
+                        library=owner,
+                        actor=desk(owner),
+                        occurred_at=when,
+                    )
                 )
             elif action == "find":
-                app.found(owner=owner, barcode=barcode, library=here, **args)
+                app.execute(c.Found(owner=owner, barcode=barcode, library=here, **args))
         except DomainError:
             pass  # the rules refused it: nothing recorded, as at a desk
 

@@ -20,6 +20,7 @@ from uuid import UUID
 import pytest
 import requests
 
+from ledger import commands as c
 from tests.conftest import IDENTITY_KEY, open_ledger
 from tests.helpers import CHENGDU, YUZHONG, desk, identity_number, join_all, register_item
 
@@ -281,15 +282,19 @@ def test_the_printed_example_works_when_pasted(
     try:
         join_all(ledger)
         register_item(ledger, YUZHONG, "Y1")
-        result = ledger.register_reader(
-            document="resident_id",
-            number=identity_number(32),
-            home_library=YUZHONG,
-            actor=desk(YUZHONG),
+        result = ledger.execute(
+            c.RegisterReader(
+                document="resident_id",
+                number=identity_number(32),
+                library=YUZHONG,
+                actor=desk(YUZHONG),
+            )
         )
         reader = UUID(result.outcome["reader_id"])
-        ledger.borrow(
-            owner=YUZHONG, barcode="Y1", library=YUZHONG, reader_id=reader, actor=desk(YUZHONG)
+        ledger.execute(
+            c.Borrow(
+                owner=YUZHONG, barcode="Y1", library=YUZHONG, reader_id=reader, actor=desk(YUZHONG)
+            )
         )
     finally:
         ledger.close()

@@ -28,7 +28,7 @@ from tests.helpers import (
 )
 from tests.web_support import ADMIN_KEY, Api, assert_problem, web_api
 from web import MAX_BODY_BYTES, create_app
-from web.problems import MEDIA_TYPE, all_codes
+from web.problems import MEDIA_TYPE, all_codes, status_of
 
 
 @pytest.fixture
@@ -577,9 +577,9 @@ def test_every_problem_type_is_described_at_its_uri(api: Api) -> None:
 def test_every_domain_error_status_is_one_the_issue_names() -> None:
     for info in all_codes().values():
         assert info["status"] in {400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 429, 500, 503}
-    assert errors.InvalidIdentityNumber.status == 422
-    assert errors.WrongLibrary.status == 403
-    assert errors.ConcurrencyConflict.status == 409
+    assert status_of(errors.InvalidIdentityNumber) == 422
+    assert status_of(errors.WrongLibrary) == 403
+    assert status_of(errors.ConcurrencyConflict) == 409
 
 
 # ------------------------------------------------------------------ no 500, ever

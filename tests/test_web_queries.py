@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
+from ledger import commands as c
 from ledger.application import Circulation
 from ledger.keys import create_key
 from tests.conftest import open_ledger
@@ -49,9 +50,11 @@ def test_loans_by_library_reader_and_overdue_with_cursor_pages(
     story = circulate(app)
     r1 = story.readers["r1"]
     for n in range(3):  # three more loans at Chengdu, due in 14 days at Jinjiang... and here
-        app.register_item(owner=CHENGDU, barcode=f"P{n}", actor=desk(CHENGDU))
-        app.borrow(
-            owner=CHENGDU, barcode=f"P{n}", library=CHENGDU, reader_id=r1, actor=desk(CHENGDU)
+        app.execute(c.RegisterItem(owner=CHENGDU, barcode=f"P{n}", actor=desk(CHENGDU)))
+        app.execute(
+            c.Borrow(
+                owner=CHENGDU, barcode=f"P{n}", library=CHENGDU, reader_id=r1, actor=desk(CHENGDU)
+            )
         )
     fold(dsn)
     h = key(dsn, CHENGDU)
@@ -100,18 +103,22 @@ def test_bad_queries_are_problems(client: FlaskClient, app: Circulation, dsn: st
 def test_transits_age_and_overdue(client: FlaskClient, app: Circulation, dsn: str) -> None:
     circulate(app)
     old = datetime.now(UTC) - timedelta(days=5)
-    app.register_item(owner=YUZHONG, barcode="T1", actor=desk(YUZHONG))
-    app.register_item(owner=YUZHONG, barcode="T2", actor=desk(YUZHONG))
-    app.dispatch(
-        owner=YUZHONG,
-        barcode="T1",
-        from_library=YUZHONG,
-        to_library=CHENGDU,
-        actor=desk(YUZHONG),
-        occurred_at=old,
+    app.execute(c.RegisterItem(owner=YUZHONG, barcode="T1", actor=desk(YUZHONG)))
+    app.execute(c.RegisterItem(owner=YUZHONG, barcode="T2", actor=desk(YUZHONG)))
+    app.execute(
+        c.Dispatch(
+            owner=YUZHONG,
+            barcode="T1",
+            library=YUZHONG,
+            to_library=CHENGDU,
+            actor=desk(YUZHONG),
+            occurred_at=old,
+        )
     )
-    sent = app.dispatch(
-        owner=YUZHONG, barcode="T2", from_library=YUZHONG, to_library=JINJIANG, actor=desk(YUZHONG)
+    sent = app.execute(
+        c.Dispatch(
+            owner=YUZHONG, barcode="T2", library=YUZHONG, to_library=JINJIANG, actor=desk(YUZHONG)
+        )
     )
     h = key(dsn, JINJIANG)
     # Read-your-writes: the worker has not run, so waiting for the position fails fast…

@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.keys import authenticate, create_key, revoke
-from tests.helpers import CHENGDU, YUZHONG, identity_number, now, wrong_check_char
+from tests.helpers import CHENGDU, YUZHONG, identity_number, now, stream, wrong_check_char
 from tests.web_support import ADMIN_KEY, Api, assert_problem, web_api
 from web.problems import MEDIA_TYPE
 
@@ -111,7 +111,7 @@ def test_keys_are_stored_hashed(api: Api) -> None:
 def test_events_name_the_key_that_recorded_them(api: Api) -> None:
     response = api.post("/items", {"owner": CHENGDU, "barcode": "C2"})
     key_id = api.tokens[CHENGDU].split("_")[1]
-    events = list(api.ledger.events.get(api.ledger.get_item(CHENGDU, "C2").id))
+    events = stream(api.ledger, api.ledger.get_item(CHENGDU, "C2").id)
     assert events[0].recorded_by == f"key:{key_id}"
     assert response.get_json()["command_id"].startswith("auto-")
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
+from ledger import commands as c
 from ledger.cli import main
 from ledger.integrity.checkpoints import Checkpoint, private_key, sign_checkpoint
 from ledger.integrity.service import Integrity, dsn_connect
@@ -51,7 +52,9 @@ def served(dsn: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def record(served: dict[str, Any], prefix: str, count: int) -> None:
     for n in range(count):
-        served["ledger"].register_item(owner=CHENGDU, barcode=f"{prefix}{n}", actor=desk(CHENGDU))
+        served["ledger"].execute(
+            c.RegisterItem(owner=CHENGDU, barcode=f"{prefix}{n}", actor=desk(CHENGDU))
+        )
 
 
 def witness(served: dict[str, Any], *extra: str) -> Any:
