@@ -200,6 +200,9 @@ class Renew(ItemCommand):
     owner: str = ""  # resolved from the loan id
     barcode: str = ""
 
+    def dependent_ids(self, loaded: Mapping[UUID, Any]) -> set[UUID]:
+        return _loan_reader(loaded, self.item_id)  # its home library may renew
+
 
 @dataclass(frozen=True, kw_only=True)
 class Return(ItemCommand):

@@ -60,6 +60,7 @@ LIMIT = 2
 PLACES = [CHENGDU, YUZHONG, JINJIANG]  # JINJIANG floats its items, the others do not
 ITEMS = [(CHENGDU, "C1"), (YUZHONG, "Y1"), (JINJIANG, "J1"), (CHENGDU, "C2")]
 READERS = [0, 1, 2]
+HOMES = {n: PLACES[n % len(PLACES)] for n in READERS}  # each reader's home library
 RENEWALS_ALLOWED = {code: LIBRARIES[code]["policy"]["renewals_allowed"] for code in PLACES}
 FLOATS = {code: LIBRARIES[code]["policy"]["return_mode"] == "float" for code in PLACES}
 
@@ -172,7 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         self.readers: list[UUID] = []
         for n in READERS:
-            home = PLACES[n % len(PLACES)]
+            home = HOMES[n]
             result = self.app.execute(
                 c.RegisterReader(
                     document="resident_id",
@@ -262,6 +263,8 @@ class LedgerMachine(RuleBasedStateMachine):
         expected: type[DomainError] | None = None
         if item is None or item.loan is None:
             expected = LoanClosed  # every id here was issued by a borrow: it ended since
+        elif at not in (item.loan.library, item.owner, HOMES[item.loan.reader]):
+            expected = NotPermitted  # only the lender, the owner or the reader's home renews
         elif item.loan.renewals >= RENEWALS_ALLOWED[item.loan.library]:
             expected = RenewalNotAllowed
         result = self.run(

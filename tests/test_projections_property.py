@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 
 from ledger import commands as c
-from ledger.domain.errors import DomainError, ItemNotAvailable, ItemWithdrawn
+from ledger.domain.errors import DomainError, ItemInTransit, ItemNotAvailable, ItemWithdrawn
 from ledger.domain.items import Item
 from ledger.projections.runner import LiveRunner
 from ledger.replay import rebuild
@@ -71,19 +71,34 @@ class ProjectedLedger(inv.LedgerMachine):
         if "location" in changes:
             item.location = to
 
-    @precondition(lambda self: self._any(inv.LOST, inv.IN_TRANSIT))
-    @rule(i=inv.ITEM, at=inv.PLACE)
-    def arrives_unannounced(self, i: int, at: str) -> None:
-        item = self.items[i]
-        try:
-            self.app.execute(
+    @precondition(lambda self: self._any(inv.LOST, inv.IN_TRANSIT, inv.AWAITING))
+    @rule(i=inv.SOME_ITEM, at=inv.PLACE)
+    def arrives_unannounced(self, i: int | None, at: str) -> None:
+        # Only a missing item turns up: in transit (elsewhere than its destination, which
+        # receives it), waiting to go home, or lost. On shelf anywhere or on loan, it is not.
+        item = self._pick(i, inv.LOST, inv.IN_TRANSIT, inv.AWAITING)
+        expected: type[DomainError] | None = None
+        if item.status in (inv.ON_SHELF, inv.ON_LOAN):
+            expected = ItemNotAvailable
+        elif item.status == inv.WITHDRAWN:
+            expected = ItemWithdrawn
+        elif item.status == inv.IN_TRANSIT and item.transfer and item.transfer.to_library == at:
+            expected = ItemInTransit
+        result = self.run(
+            expected,
+            lambda: self.app.execute(
                 c.ReceiveUnannounced(
                     owner=item.owner, barcode=item.barcode, library=at, actor=desk(at)
                 )
+            ),
+        )
+        if result is not None:
+            item.status, item.location, item.transfer, item.destination = (
+                inv.ON_SHELF,
+                at,
+                None,
+                None,
             )
-        except (ItemNotAvailable, ItemWithdrawn, DomainError):
-            return
-        item.status, item.location, item.transfer, item.destination = inv.ON_SHELF, at, None, None
 
     def teardown(self) -> None:
         try:

@@ -32,6 +32,7 @@ from ledger.domain.errors import (
     DisputeClosed,
     InvalidInput,
     NotADisputeParty,
+    NotPermitted,
 )
 
 
@@ -54,6 +55,13 @@ CNY_PLACES = 2
 #: A sanity ceiling, not a policy: no single book is worth more than this many yuan.
 MAX_COMPENSATION = Decimal("1000000")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: An attachment is a link a librarian opens from the evidence page: ``https:`` only, with a
+#: host (no credentials) and no spaces, control characters or unpaired surrogates. Any other
+#: scheme (``javascript:``, ``data:``, ``file:``, plain ``http:``) is refused.
+_URI_CHAR = r"[^\s\x00-\x1f\x7f\ud800-\udfff]"
+ATTACHMENT_URI = re.compile(
+    rf"https://(?:(?![/?#@\\]){_URI_CHAR})+(?:[/?#]{_URI_CHAR}*)?", re.IGNORECASE
+)
 #: Statements are a paragraph or two; evidence goes in attachments.
 MAX_TEXT = 4000
 
@@ -292,8 +300,8 @@ class Dispute(Aggregate):
         self._require_open()
         self._require_party(envelope["library"], doing="attach evidence")
         uri = uri.strip()
-        if not re.match(r"^[a-z][a-z0-9+.-]*:\S+$", uri):
-            raise InvalidInput("an attachment is a URI, e.g. https://… or s3://…", field="uri")
+        if not ATTACHMENT_URI.fullmatch(uri):
+            raise InvalidInput("an attachment is an https:// link to the file", field="uri")
         sha256 = sha256.strip().lower()
         if not SHA256.match(sha256):
             raise InvalidInput("sha256 is 64 hexadecimal characters", field="sha256")
@@ -393,8 +401,20 @@ class ReturnClaim(Aggregate):
         returned_at: str,
         claimed_on: str | None,
         statement: str,
+        as_admin: bool = False,
         **envelope: Any,
     ) -> ReturnClaim:
+        """Recorded by a library concerned: the lender, the owner or the library the reader
+        names (or the administrator). One claim per loan, so a desk with nothing to do
+        with the loan must not take that place and later set two others arguing."""
+        desk = envelope["library"]
+        if not as_admin and desk not in (lending_library, owner, returned_at):
+            raise NotPermitted(
+                f"{desk} is neither the lending library {lending_library}, the owner {owner} "
+                f"nor the library where the reader says it was returned ({returned_at}): "
+                f"it cannot record this claim",
+                field="library",
+            )
         return cls._create(
             ReturnClaim.Recorded,
             id=return_claim_id(loan_id),

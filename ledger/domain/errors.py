@@ -103,7 +103,8 @@ class StateConflict(DomainError):
 
 
 class ItemNotAvailable(StateConflict):
-    """The item is not on shelf at the library that wants to lend or ship it."""
+    """The item is not on shelf at the library that wants to lend or ship it, or is not
+    missing (on shelf, or on loan) and so cannot arrive unannounced."""
 
     code = "item-not-available"
 

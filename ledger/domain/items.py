@@ -303,8 +303,27 @@ class Item(Aggregate):
         )
         return due_at
 
-    def renew(self, loan_id: UUID, policy: LoanPolicy, **envelope: Any) -> datetime:
+    def renew(
+        self,
+        loan_id: UUID,
+        policy: LoanPolicy,
+        *,
+        reader_home: str | None,
+        as_admin: bool = False,
+        **envelope: Any,
+    ) -> datetime:
+        """``reader_home``: the borrowing reader's home library (None: unknown). Only the
+        lending library, the owner or the reader's home library renews a loan."""
         loan = self._require_loan(loan_id)
+        if not as_admin:
+            may = {loan.library, self.owner} | ({reader_home} if reader_home else set())
+            if envelope["library"] not in may:
+                raise NotPermitted(
+                    f"{envelope['library']} is neither the lending library {loan.library}, "
+                    f"the owner {self.owner} nor the reader's home library: it cannot renew "
+                    f"loan {loan_id}",
+                    field="library",
+                )
         if loan.renewals >= policy.renewals_allowed:
             raise RenewalNotAllowed(
                 f"loan already renewed {loan.renewals} time(s); the lending library "
@@ -396,6 +415,8 @@ class Item(Aggregate):
         )
 
     def receive_unannounced(self, note: str, **envelope: Any) -> None:
+        """Only a missing item can turn up unannounced: one in transit (to another
+        library: a shipment to this one is received), waiting to go home, or lost."""
         library = envelope["library"]
         if self.status is Status.WITHDRAWN:
             raise ItemWithdrawn(self._describe("was withdrawn"), field="barcode")
@@ -414,6 +435,15 @@ class Item(Aggregate):
                 )
         elif self.status is Status.ON_SHELF and self.location == library:
             raise ItemNotAvailable(self._describe(f"is already on shelf at {library}"))
+        elif self.status is Status.ON_SHELF:
+            # Only a missing item can turn up: one in transit, waiting to go home, or lost.
+            raise ItemNotAvailable(
+                self._describe(
+                    f"is on shelf at {self.location}, not missing: it cannot arrive at "
+                    f"{library} unannounced (ship it with a transfer, or correct its location)"
+                ),
+                field="barcode",
+            )
         self.trigger_event(
             Item.ReceivedUnannounced,
             superseded_transfer_id=self.transfer.transfer_id if self.transfer else None,
