@@ -58,6 +58,34 @@ def create_key(
     return ApiKey(**row), f"{PREFIX}{key_id}_{secret}"
 
 
+def replace_key(
+    conn: psycopg.Connection, *, library: str | None, label: str
+) -> tuple[ApiKey, str, list[str]]:
+    """Create a key and revoke every other live key of that library with that label, so at
+    most one such key is live (the example key ``tongjie serve --example-key`` prints at
+    each start). Return the key, its token (never shown again) and the key ids revoked.
+
+    One transaction under an advisory lock on (library, label): two starts at once cannot
+    each revoke the old key and then both leave a new one live.
+    """
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"tongjie api key\x1f{library or ''}\x1f{label}",),
+        )
+        revoked = [
+            row[0]
+            for row in conn.execute(
+                "UPDATE api_keys SET revoked_at = now()"
+                " WHERE library IS NOT DISTINCT FROM %s AND label = %s AND revoked_at IS NULL"
+                " RETURNING key_id",
+                (library, label),
+            ).fetchall()
+        ]
+        key, token = create_key(conn, library=library, label=label)
+    return key, token, revoked
+
+
 def authenticate(conn: psycopg.Connection, token: str) -> ApiKey | None:
     """The live key a token belongs to, or None (unknown, malformed, wrong secret or revoked)."""
     match = TOKEN.fullmatch(token)

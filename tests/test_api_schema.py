@@ -32,7 +32,7 @@ MAX_EXAMPLES = 30
 
 #: The spec's examples (see web.schemas): an item of 成都 and a registered reader.
 EXAMPLE_BARCODE = "510100000001"
-EXAMPLE_NUMBER = "510104198001010014"
+EXAMPLE_NUMBER = "11010519491231002X"
 
 CHECKS = [
     not_a_server_error,

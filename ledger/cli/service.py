@@ -152,19 +152,24 @@ def _start_background(settings: Settings) -> list[subprocess.Popen[bytes]]:
 
 #: The desk the example key belongs to: 成都市图书馆, a member in the demo consortium.
 EXAMPLE_DESK = "SC-510100"
+#: The label of the example key: each start revokes the previous start's key of that label.
+EXAMPLE_LABEL = "example (tongjie serve)"
 
 
 def _example(settings: Settings, base: str) -> str:
     """A desk key for SC-510100 and curl lines that work against the data as it is now:
     the item shown is on loan right now and owned elsewhere, so returning it at 成都
-    shows a cross-library return (通还) and its disposition."""
+    shows a cross-library return (通还) and its disposition.
+
+    The token is shown once and only its hash is kept, so an earlier start's key cannot be
+    shown again: it is revoked instead, and at most one example key is live."""
     from ledger.domain.common import library_id
-    from ledger.keys import create_key
+    from ledger.keys import replace_key
     from ledger.store import connect
 
     assert settings.database_url is not None
     with connect(settings.database_url, autocommit=True) as conn:
-        _, token = create_key(conn, library=EXAMPLE_DESK, label="example (tongjie serve)")
+        _, token, revoked = replace_key(conn, library=EXAMPLE_DESK, label=EXAMPLE_LABEL)
         candidates = conn.execute(
             "SELECT DISTINCT item_id FROM item_references"
             " WHERE kind = 'loan' AND owner <> %s LIMIT 500",
@@ -181,6 +186,8 @@ def _example(settings: Settings, base: str) -> str:
         "",
         f"  export TJ_KEY={token}",
     ]
+    if revoked:
+        lines[1:1] = [f"(the previous example key {', '.join(revoked)} is revoked)"]
     if item is None or owner is None or desk is None:
         lines += [
             f"  curl -s {base}/api/v1/items/{EXAMPLE_DESK}/510100000001 {auth}",

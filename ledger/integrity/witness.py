@@ -36,7 +36,7 @@ from ledger.integrity.proofs import (
     check_consistency,
 )
 from ledger.integrity.receipts import MalformedDocument
-from ledger.keyfile import hex_key
+from ledger.keyfile import KeyFileError, hex_key
 
 STATE_FORMAT = "tongjie-witness-state/1"
 #: Seconds to wait for the ledger: a witness runs from cron, it must not hang forever.
@@ -244,7 +244,10 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def _witness_seed(path: Path) -> bytes:
-    seed = hex_key(None, path, "witness")
+    try:
+        seed = hex_key(None, path, "witness")
+    except KeyFileError as error:  # said as the witness's own refusal, not a traceback
+        raise WitnessError(str(error)) from None
     if len(seed) != 32:
         raise WitnessError(f"{path} does not hold a 32-byte hex Ed25519 seed")
     return seed
