@@ -18,7 +18,7 @@ from marshmallow import fields, validate
 from ledger import commands as c
 from ledger.disputes import evidence as ev
 from ledger.disputes.queries import DEFAULT_LIMIT, MAX_LIMIT, list_disputes, settlement
-from ledger.domain.disputes import DisputeKind
+from ledger.domain.disputes import ATTACHMENT_URI, DisputeKind
 from ledger.domain.errors import NotADisputeParty
 from ledger.jsonout import to_json
 from web import schemas as s
@@ -40,10 +40,28 @@ class StatementIn(s.AtLibrary):
     text = s.Text(4000, required=True)
 
 
+def _https_link(uri: str) -> str:
+    """The domain's rule (``ATTACHMENT_URI``), as a 400 before the ledger sees the command."""
+    if ATTACHMENT_URI.fullmatch(uri.strip()) is None:
+        raise ma.ValidationError("an https:// link to the file (no other scheme)")
+    return uri
+
+
 class AttachmentIn(s.AtLibrary):
-    uri = s.Text(2000, required=True, metadata={"description": "where the file is kept"})
+    uri = s.Text(
+        2000,
+        required=True,
+        validate=_https_link,
+        metadata={
+            "description": "where the file is kept: an https:// link",
+            "example": "https://files.example/sf123.pdf",
+            "pattern": "^https://",
+        },
+    )
     sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$"))
-    description = fields.String(load_default="", validate=validate.Length(max=500))
+    description = fields.String(
+        load_default="", validate=[validate.Length(max=500), s.Clean(multiline=True)]
+    )
 
 
 class ResolutionIn(s.CommandIn):
@@ -64,7 +82,9 @@ class ClaimIn(s.ItemRef):
     library = s.Code(required=True, metadata={"description": "the desk recording the claim"})
     returned_at = s.Code(required=True, metadata={"description": "where the reader says"})
     claimed_on = fields.Date(load_default=None)
-    statement = fields.String(load_default="", validate=validate.Length(max=4000))
+    statement = fields.String(
+        load_default="", validate=[validate.Length(max=4000), s.Clean(multiline=True)]
+    )
 
     @ma.post_load
     def iso_date(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from marshmallow import fields, validate
 
 from ledger.domain.errors import InvalidInput
 from ledger.integrity.service import Integrity
+from web import schemas as s
 from web.auth import actor
 from web.reading import eventlog
 from web.recording import Blueprint
@@ -98,7 +99,7 @@ class ConfirmationIn(ma.Schema):
         required=True,
         metadata={"description": "Ed25519 over 'tongjie witness v1\\n' + body, base64"},
     )
-    witness_name = fields.String(load_default="", validate=validate.Length(max=200))
+    witness_name = fields.String(load_default="", validate=[validate.Length(max=200), s.Clean()])
 
 
 class ConfirmationOut(ma.Schema):

@@ -5,6 +5,11 @@ Unknown parameters are refused (marshmallow's RAISE), like unknown fields of a c
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -33,14 +38,66 @@ class _Query(s.Strict):
     )
 
 
+#: A cursor is base64 of a short JSON list (under 150 characters); a longer one is none the
+#: API made, and decoding it could nest JSON deep enough to exhaust the recursion limit.
+MAX_CURSOR = 512
+
+
+class Cursor(fields.String):
+    """``next_cursor`` of the previous page, checked as the values it carries.
+
+    A cursor is the last row's sort key (``ledger.projections.paging``): each decoded value
+    goes through the field it stands for (a library code, a barcode, a UUID, a moment with
+    its offset), so a NUL or an unpaired surrogate never reaches the database: a value its
+    field refuses is a 400 naming ``cursor``. A cursor that does not decode to a list of
+    the right length is left to the ledger (422 ``invalid-input``: not one it returned).
+    """
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow merges these per class
+        "invalid_cursor": "cursor is not one this API returned: pass next_cursor unchanged",
+    }
+
+    def __init__(self, *key: fields.Field, **kwargs: Any) -> None:
+        super().__init__(
+            load_default=None,
+            validate=validate.Length(max=MAX_CURSOR),
+            metadata={"description": "next_cursor of the previous page"},
+            **kwargs,
+        )
+        self.key = key
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        cursor = super()._deserialize(value, attr, data, **kwargs)
+        if len(cursor) > MAX_CURSOR:
+            raise self.make_error("invalid_cursor")
+        try:
+            values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except RecursionError:
+            raise self.make_error("invalid_cursor") from None
+        except (ValueError, TypeError, binascii.Error):
+            return cursor  # the ledger refuses it (UnicodeDecodeError is a ValueError)
+        if not isinstance(values, list) or len(values) != len(self.key):
+            return cursor
+        for field, item in zip(self.key, values, strict=True):
+            try:
+                field.deserialize(item)
+            except ma.ValidationError:
+                raise self.make_error("invalid_cursor") from None
+        return cursor
+
+
+def _moment() -> fields.AwareDateTime:
+    """A sort key's moment as ``paging.encode`` writes it (ISO 8601 with its offset)."""
+    return fields.AwareDateTime()
+
+
 class _Paged(_Query):
-    cursor = fields.String(
-        load_default=None, metadata={"description": "next_cursor of the previous page"}
-    )
+    cursor = Cursor(s.Text(), s.Text())  # each listing says what its cursor carries
     limit = fields.Integer(load_default=None, validate=validate.Range(1, MAX_LIMIT))
 
 
 class LoansQuery(_Paged):
+    cursor = Cursor(_moment(), fields.UUID())  # due_at, item_id
     library = _code("the borrowing library", load_default=None)
     reader_id = fields.UUID(load_default=None)
     overdue = fields.Boolean(load_default=False)
@@ -50,6 +107,7 @@ class LoansQuery(_Paged):
 
 
 class TransitsQuery(_Paged):
+    cursor = Cursor(_moment(), fields.UUID())  # dispatched_at, item_id
     from_library = _code(data_key="from", load_default=None)
     to_library = _code(data_key="to", load_default=None)
     overdue = fields.Boolean(load_default=False)
@@ -57,6 +115,7 @@ class TransitsQuery(_Paged):
 
 
 class LocationsQuery(_Paged):
+    cursor = Cursor(s.Code(), s.Barcode())  # owner, barcode
     library = _code("the custodian library", load_default=None)
     owner = _code(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
@@ -81,6 +140,7 @@ class HistoryQuery(_Query):
 
 
 class HoldingsQuery(_Paged):
+    cursor = Cursor(s.Code(), fields.UUID())  # owner, item_id
     as_of = fields.AwareDateTime(load_default=None, metadata={"description": "default now"})
 
 

@@ -78,10 +78,18 @@ def _clean(char: str) -> FullMatch:
     return FullMatch(f"^{char}*$", error=_UNCLEAN)
 
 
+def Clean(*, multiline: bool = False) -> FullMatch:
+    """The validator of every text field: no control characters (tabs and line breaks only
+    if ``multiline``) and no unpaired surrogates. For text with a default of its own."""
+    return _clean(_MULTI_LINE if multiline else _ONE_LINE)
+
+
 def Text(max_length: int = 200, *, multiline: bool = False, **kwargs: Any) -> fields.String:
     char = _MULTI_LINE if multiline else _ONE_LINE
+    extra = kwargs.pop("validate", None)
+    extra = [] if extra is None else extra if isinstance(extra, list) else [extra]
     return fields.String(
-        validate=[validate.Length(min=1, max=max_length), _clean(char)],
+        validate=[validate.Length(min=1, max=max_length), _clean(char), *extra],
         **kwargs,
     )
 
@@ -187,7 +195,8 @@ class IdentityIn(Strict):
         metadata={
             "description": "the 18-character resident identity number (GB 11643-1999); "
             "only its keyed hash is kept, it is never stored, logged or returned",
-            "example": "510104198001010014",
+            # GB 11643-1999's own published example (北京朝阳, 1949-12-31), not a person's
+            "example": "11010519491231002X",
         },
     )
 
@@ -298,7 +307,7 @@ class ItemOut(Recorded):
 
 class ReaderOut(Recorded):
     reader_id = fields.String()
-    masked_number = fields.String(metadata={"example": "5101**********0014"})
+    masked_number = fields.String(metadata={"example": "1101**********002X"})
     home_library = fields.String(allow_none=True)
     created = fields.Boolean(
         metadata={"description": "false: the person was registered already (status 200)"}
