@@ -22,7 +22,7 @@ from uuid import UUID
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ledger.domain.common import CONSORTIUM_TZ
-from ledger.domain.disputes import Dispute, libraries_named, return_claim_id
+from ledger.domain.disputes import Dispute
 from ledger.domain.errors import UnknownDispute
 from ledger.domain.items import Item, Status
 from ledger.eventlog import EventLog, Recorded, fold
@@ -46,15 +46,6 @@ PROOF = {
     "Found": "scanned it in when it turned up",
     "Withdrawn": "withdrew it from its own stock",
 }
-
-
-def involved_libraries(log: EventLog, item_id: UUID) -> frozenset[str]:
-    """Every library the item's history names: owner, desks, holders, shipment ends, and
-    the libraries where readers say they returned it (a claim names a party too)."""
-    stream = log.streams([item_id])[item_id]
-    loans = [r.event.loan_id for r in stream if isinstance(r.event, Item.Borrowed)]
-    claims = log.streams([return_claim_id(loan) for loan in loans]) if loans else {}
-    return libraries_named((r.event for r in stream), (r.event for c in claims.values() for r in c))
 
 
 @dataclass(frozen=True)
