@@ -343,3 +343,43 @@ def test_bad_requests_answer_clearly(dsn: str) -> None:
         empty = report(conn, Request(date(1900, 1, 1), date(2999, 12, 31), library=CHENGDU))
         assert empty["rows"] == [] and empty["totals"]["loans"] == 0
         assert library_id(CHENGDU)  # (the library exists: it joined; it just never lent)
+
+
+def test_a_shipment_ending_in_another_period_adds_no_row_of_zeros(dsn: str) -> None:
+    """Found by the property test above: a cancellation a month after its dispatch left
+    an all-zero row for the cancellation's month (and library) in the report."""
+    app = open_ledger(dsn)
+    join_all(app)
+    app.execute(
+        c.RegisterItem(
+            owner=CHENGDU, barcode="Z1", actor=desk(CHENGDU), occurred_at=now() - timedelta(days=60)
+        )
+    )
+    app.execute(
+        c.Dispatch(
+            owner=CHENGDU,
+            barcode="Z1",
+            library=CHENGDU,
+            to_library=YUZHONG,
+            actor=desk(CHENGDU),
+            occurred_at=now() - timedelta(days=40),
+        )
+    )
+    transfer = app.get_item(CHENGDU, "Z1").transfer
+    app.execute(
+        c.CancelTransfer(
+            transfer_id=transfer.transfer_id,
+            reason="plan_changed",
+            library=YUZHONG,
+            actor=desk(YUZHONG),
+            occurred_at=now() - timedelta(days=2),
+        )
+    )
+    app.close()
+    with LiveRunner(dsn, [PROJECTION]) as runner:
+        runner.catch_up()
+    today = _day(now())
+    with psycopg.connect(dsn) as conn:
+        for by in ("library", "region", "month"):
+            recent = report(conn, Request(today - timedelta(days=10), today, by, overdue_days=DAYS))
+            assert recent["rows"] == [], by

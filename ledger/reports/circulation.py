@@ -228,6 +228,9 @@ def _grouped(
     counts = sql.SQL(
         "SELECT {key} AS key, " + _COUNTS + " FROM report_facts f {join}"
         " WHERE f.day BETWEEN %(start)s AND %(end)s AND f.position <= %(position)s {scope}"
+        # A shipment's end counts nothing itself (it only stops the overdue clock): without
+        # this, a cancellation in another month or at the other end made a row of zeros.
+        " AND f.metric <> 'shipment_ended'"
         " GROUP BY 1"
     ).format(key=sql.SQL(key.format(day="f.day")), join=sql.SQL(join), scope=sql.SQL(scope))
     out: dict[str, dict[str, int]] = {}
